@@ -1,0 +1,3 @@
+from distill_gui.cli import main
+
+raise SystemExit(main())
