@@ -195,10 +195,11 @@ class RunConfig:
 
 
 def default_runs_dir() -> Path:
-    """``<user data dir>/runs`` (platformdirs), overridable with DISTILL_GUI_HOME for tests."""
+    """The runs folder from the app settings, else ``<user data dir>/runs`` (DISTILL_GUI_HOME in tests)."""
     from .paths import user_data_dir
+    from .settings import load_settings
 
-    return user_data_dir() / "runs"
+    return Path(load_settings().runs_dir or user_data_dir() / "runs")
 
 
 # ---- loading ---------------------------------------------------------------------------------
