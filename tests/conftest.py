@@ -44,3 +44,13 @@ def tiny_llama_pair(tmp_path_factory, tiny_texts):
     from distill_gui.engine.tiny import build_tiny_pair
 
     return build_tiny_pair(tmp_path_factory.mktemp("tiny_llama"), style="llama", arch="llama", texts=tiny_texts)
+
+
+@pytest.fixture
+def ollama_server():
+    """A started loopback Ollama test server (tests/ollama_server.py), empty; add models with
+    ``ollama_server.add_model(name, ...)`` and point ``OllamaClient(ollama_server.url)`` at it."""
+    from tests.ollama_server import OllamaTestServer
+
+    with OllamaTestServer() as server:
+        yield server
