@@ -163,6 +163,7 @@ class StreamRecord:
     sent_tokens: int = 0
     cancelled: bool = False
     finished: bool = False
+    final: dict[str, Any] | None = None  # the done line as sent (counters and durations in ns)
 
 
 @dataclass
@@ -195,10 +196,12 @@ class OllamaTestServer:
         self.created_model_defaults: dict[str, Any] = {}
         self.lock = threading.RLock()
         self._blob_dir = Path(tempfile.mkdtemp(prefix="ollama-test-blobs-"))
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._httpd.daemon_threads = True
+        self.errors: list[str] = []  # tracebacks of handler bugs (a client hanging up is not one)
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.ollama = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="ollama-test-server", daemon=True)
+        # A short poll interval: shutdown() waits for it, and tests start and stop many servers.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="ollama-test-server", daemon=True)
         self._thread.start()
 
     @property
@@ -359,6 +362,19 @@ def show_parameters(parameters: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # The HTTP side
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+        import traceback
+
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):  # the client hung up mid-request: normal in cancellation tests
+            return
+        self.ollama.errors.append(traceback.format_exc())  # type: ignore[attr-defined]
 
 
 class _NDJSONWriter:
@@ -676,6 +692,7 @@ class _Handler(BaseHTTPRequestHandler):
                      eval_count=len(plan), eval_duration=eval_ns)
         if not chat and not body.get("raw"):
             final["context"] = list(range(1, prompt_tokens + 1)) + [zlib.crc32(t.encode()) % 32000 for _, t in plan]
+        record.final = final
         if streaming:
             writer.send(final)
             writer.end()

@@ -64,9 +64,13 @@ class OllamaClient:
         # A proxy cannot reach our loopback; httpx would still route through HTTP(S)_PROXY otherwise.
         trust_env = not is_loopback(self.host)
         headers = {"User-Agent": f"distill-gui/{__version__}"}
-        self._http = httpx.Client(base_url=self.host, timeout=self._quick, trust_env=trust_env, headers=headers)
-        self._ollama = ollama.Client(host=self.host, timeout=self._quick, trust_env=trust_env)
-        self._ollama_stream = ollama.Client(host=self.host, timeout=self._slow, trust_env=trust_env)
+        # One transport (one connection pool, one TLS context) behind the three clients: building a
+        # transport costs ~25 ms, and connections are then reused across them.
+        transport = httpx.HTTPTransport()
+        common = dict(trust_env=trust_env, transport=transport)
+        self._http = httpx.Client(base_url=self.host, timeout=self._quick, headers=headers, **common)
+        self._ollama = ollama.Client(host=self.host, timeout=self._quick, **common)
+        self._ollama_stream = ollama.Client(host=self.host, timeout=self._slow, **common)
 
     # -- server ------------------------------------------------------------------------------------------
 

@@ -148,6 +148,8 @@ def _create_events(server: OllamaTestServer, name: str, body: dict[str, Any]) ->
     system = body.get("system") or ""
     parameters = dict(body.get("parameters") or {})
     if body.get("from"):
+        if server.find(body["from"]) is None:
+            yield {"status": "pulling manifest"}  # Ollama tries the registry for a name it lacks
         meta, chat_template = _from_model(server, body["from"])
         template = template or meta.pop("template")
         system = system or meta.pop("system")
