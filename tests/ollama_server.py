@@ -164,6 +164,8 @@ class StreamRecord:
     cancelled: bool = False
     finished: bool = False
     final: dict[str, Any] | None = None  # the done line as sent (counters and durations in ns)
+    started: float = field(default_factory=time.monotonic)
+    ended: float | None = None
 
 
 @dataclass
@@ -698,6 +700,7 @@ class _Handler(BaseHTTPRequestHandler):
             writer.end()
         else:
             self.json(200, _accumulate(final, lines, chat))
+        record.ended = time.monotonic()
         record.finished = True
 
     def _fail(self, writer: _NDJSONWriter, message: str, streaming: bool) -> None:
