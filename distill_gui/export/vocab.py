@@ -93,7 +93,7 @@ def read_chat_template(model_dir: Path) -> str | None:
 
 
 def load_vocab(model_dir: str | Path, n_rows: int, *, pre_tokenizer: str | None = None,
-               eos_from_config: Any = None) -> GGUFVocab:
+               eos_from_config: Any = None, detect_pre: bool = True) -> GGUFVocab:
     """Build the GGUF vocabulary of a HF model folder.
 
     Args:
@@ -101,6 +101,7 @@ def load_vocab(model_dir: str | Path, n_rows: int, *, pre_tokenizer: str | None 
         n_rows: Rows of the embedding matrix; the token list is padded to exactly this many.
         pre_tokenizer: A llama.cpp pre-tokenizer name to use instead of detecting one.
         eos_from_config: ``eos_token_id`` from config.json, used when the tokenizer config names none.
+        detect_pre: False skips naming the pre-tokenizer (for callers that only need special tokens).
 
     Raises:
         ExportInputError: No tokenizer, an unsupported kind, or more tokens than embedding rows.
@@ -111,7 +112,7 @@ def load_vocab(model_dir: str | Path, n_rows: int, *, pre_tokenizer: str | None 
     if (model_dir / "tokenizer.model").is_file():
         vocab = _spm_vocab(model_dir, tok_json, tok_config, n_rows)
     elif tok_json:
-        vocab = _bpe_vocab(model_dir, tok_json, n_rows, pre_tokenizer)
+        vocab = _bpe_vocab(model_dir, tok_json, n_rows, pre_tokenizer if detect_pre else "default")
     else:
         raise ExportInputError(f"{model_dir} has no tokenizer: expected tokenizer.json (byte-level BPE) or "
                                f"tokenizer.model (SentencePiece). Save the tokenizer next to the model.")
