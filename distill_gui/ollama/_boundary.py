@@ -1,7 +1,7 @@
 """The one place where failures from httpx, the ``ollama`` package and the server become OllamaErrors.
 
 Every request and every stream of :class:`~distill_gui.ollama.client.OllamaClient` runs inside
-:func:`translate`. Which raw exception means what (ollama.md section 7):
+:func:`translate` (streams call :func:`convert`, its core, directly). Which raw exception means what (ollama.md section 7):
 
 - ``httpx.ConnectError`` (streams) or the builtin ``ConnectionError`` (the ``ollama`` package's
   non-streaming calls): nothing listens -> :class:`OllamaUnavailable`.
@@ -40,42 +40,56 @@ def translate(host: str, action: str, *, model: str | None = None, timeout: floa
 
     Args:
         host: The server URL, named in every message.
-        action: What was being done, as a gerund phrase ("listing models", "streaming the reply").
+        action: What was being done, as a gerund phrase ("listing models", "chatting").
         model: The model involved, if any.
         timeout: The timeout in force, quoted in the timeout message.
     """
     try:
         yield
-    except OllamaError:
-        raise
-    except ollama.ResponseError as exc:
+    except Exception as exc:
+        converted = convert(exc, host, action, model=model, timeout=timeout)
+        if converted is exc:
+            raise
+        raise converted from None
+
+
+def convert(exc: Exception, host: str, action: str, *, model: str | None = None,
+            timeout: float | None = None) -> Exception:
+    """The :class:`OllamaError` for ``exc``; ``exc`` itself if it is one already or is no I/O failure.
+
+    (Streams call this directly in their ``except`` clause: a context manager per chunk costs more.)
+    """
+    if isinstance(exc, OllamaError):
+        return exc
+    if isinstance(exc, ollama.ResponseError):
         if exc.status_code == -1:
-            raise stream_error_line(str(exc.error), host, action, model) from None
-        raise status_error(exc.status_code, str(exc.error), host, action, model) from None
-    except httpx.TimeoutException as exc:
-        raise _timeout(exc, host, action, model, timeout) from None
-    except (httpx.ConnectError, ConnectionError) as exc:
-        raise OllamaUnavailable(
+            return stream_error_line(str(exc.error), host, action, model)
+        return status_error(exc.status_code, str(exc.error), host, action, model)
+    if isinstance(exc, httpx.TimeoutException):
+        return _timeout(exc, host, action, model, timeout)
+    if isinstance(exc, (httpx.ConnectError, ConnectionError)):
+        return OllamaUnavailable(
             f"Ollama is not running at {host} - start it with `ollama serve` (or open the Ollama app), "
             f"or point the app at the right address (Settings, --ollama-host or OLLAMA_HOST).",
-            host=host, model=model, details=repr(exc)) from None
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        raise OllamaStreamError(
+            host=host, model=model, details=repr(exc))
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        return OllamaStreamError(
             f"The connection to Ollama at {host} broke while {action}{_for(model)}. The server may have "
             f"crashed or been stopped: check that `ollama serve` is still running and look at its log.",
-            host=host, model=model, details=repr(exc)) from None
-    except (json.JSONDecodeError, pydantic.ValidationError) as exc:
-        raise OllamaStreamError(
+            host=host, model=model, details=repr(exc))
+    if isinstance(exc, (json.JSONDecodeError, pydantic.ValidationError)):
+        return OllamaStreamError(
             f"Ollama at {host} sent a reply the app cannot read while {action}{_for(model)}. "
             f"Is that address really an Ollama server (>= 0.12)?",
-            host=host, model=model, details=str(exc)) from None
-    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        raise OllamaInputError(
+            host=host, model=model, details=str(exc))
+    if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+        return OllamaInputError(
             f"The Ollama address {host!r} is not a valid URL: use e.g. http://127.0.0.1:11434.",
-            host=host, model=model, details=repr(exc)) from None
-    except httpx.HTTPError as exc:
-        raise OllamaError(f"Talking to Ollama at {host} failed while {action}{_for(model)}: {exc}.",
-                          host=host, model=model, details=repr(exc)) from None
+            host=host, model=model, details=repr(exc))
+    if isinstance(exc, httpx.HTTPError):
+        return OllamaError(f"Talking to Ollama at {host} failed while {action}{_for(model)}: {exc}.",
+                           host=host, model=model, details=repr(exc))
+    return exc
 
 
 def status_error(status: int, server_message: str, host: str, action: str,

@@ -20,19 +20,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
-from ._boundary import translate
+from ._boundary import convert
 from .errors import OllamaStreamError
 from .types import NS, ChatChunk, ChatStats, TokenLogprob
 
 _END = object()
 
 
-@dataclass(frozen=True)
-class StreamPart:
-    """One NDJSON line of /api/chat or /api/generate, reduced to what the stream needs."""
+class StreamPart(NamedTuple):
+    """One NDJSON line of /api/chat or /api/generate, reduced to what the stream needs.
+
+    A NamedTuple, not a frozen dataclass: one is built per token and this is the cheaper kind.
+    """
 
     content: str
     thinking: str
@@ -91,7 +92,7 @@ class ChatStream:
             return self._pending.popleft()
 
     def _read_one(self) -> None:
-        with translate(self._host, self._action, model=self.model, timeout=self._timeout):
+        try:
             if self._parts is None:
                 self._started_at = time.perf_counter()
                 self._parts = self._open_parts()
@@ -103,6 +104,12 @@ class ChatStream:
                     f"said it was done. The server may have been stopped; try again.",
                     host=self._host, model=self.model)
             part = self._to_part(raw)
+        except Exception as exc:
+            self._shut()  # the reply is over either way; drop the connection
+            converted = convert(exc, self._host, self._action, model=self.model, timeout=self._timeout)
+            if converted is exc:
+                raise
+            raise converted from None
         self._take(part)
 
     def _take(self, part: StreamPart) -> None:
