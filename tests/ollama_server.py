@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 DEFAULT_REPLY = "Hello! I am a test model and I answer in a few short words."
-DEFAULT_VERSION = "0.12.11"
+DEFAULT_VERSION = "0.32.15"  # the behaviour modelled is that of recent releases (ollama.md)
 ENDLESS_LIMIT = 200  # tokens an endless model produces when the request sets no num_predict
 
 # Go templates as Ollama stores them for two common families (used by auto-detection below).
@@ -189,6 +189,12 @@ class OllamaTestServer:
     """The server: start it (or use it as a context manager), add models, point a client at ``url``."""
 
     def __init__(self, *, version: str = DEFAULT_VERSION) -> None:
+        """Start serving on a free loopback port.
+
+        Args:
+            version: What /api/version reports. Below 0.30 a Go TEMPLATE always wins at create; from
+                0.30 a GGUF chat template with tool support wins over a Go template without.
+        """
         self.version = version
         self.models: dict[str, FakeModel] = {}
         self.loaded: dict[str, _Loaded] = {}

@@ -8,7 +8,8 @@ The flow (ollama.md section 2), what ``ollama create -f Modelfile`` does, minus 
 3. ``POST /api/create`` with ``files`` (key -> digest), ``template``, ``system``, ``parameters``,
    ``quantize``, streaming its status lines (never the removed ``modelfile`` field);
 4. ``POST /api/show`` and compare the template, system prompt and every parameter sent (``stop``
-   above all) with what the server now reports; a difference is a :class:`RegisterError`.
+   above all) with what the server now reports; a difference is a :class:`RegisterError` (except
+   Ollama choosing the GGUF's own Jinja template over TEMPLATE, which is a warning).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def register_model(client: OllamaClient, name: str, files: Mapping[str, str | Pa
     """See :meth:`OllamaClient.register_model`."""
     report = on_progress or (lambda progress: None)
     paths = _checked_files(name, files, client.host)
+    parameters = {key: value for key, value in (parameters or {}).items() if value is not None} or None
     digests: dict[str, str] = {}
     uploaded: list[str] = []
     skipped: list[str] = []
@@ -73,10 +75,10 @@ def register_model(client: OllamaClient, name: str, files: Mapping[str, str | Pa
                             quantize=quantize, report=report)
     report(RegisterProgress("verify", f"checking what Ollama stored for {name}"))
     info = client.show(name)
-    verify_registration(info, client.host, template=template, system=system, parameters=parameters)
+    warnings = verify_registration(info, client.host, template=template, system=system, parameters=parameters)
     return RegisterResult(name=name, digests=digests, uploaded=tuple(uploaded), skipped=tuple(skipped),
                           bytes_uploaded=sent_bytes, statuses=tuple(statuses), info=info,
-                          warnings=tuple(_warnings(statuses, template)))
+                          warnings=tuple(_warnings(statuses, template) + warnings))
 
 
 def _checked_files(name: str, files: Mapping[str, str | Path], host: str) -> dict[str, Path]:
@@ -182,12 +184,25 @@ def _create_hint(message: str) -> str:
 
 
 def verify_registration(info: ModelInfo, host: str, *, template: str | None, system: str | None,
-                        parameters: Mapping[str, Any] | None) -> None:
-    """Compare what was sent with ``/api/show``; raise :class:`RegisterError` listing every difference."""
-    problems = []
+                        parameters: Mapping[str, Any] | None) -> list[str]:
+    """Compare what was sent with ``/api/show``; raise :class:`RegisterError` listing every difference.
+
+    One difference is not an error: Ollama >= 0.30 may run the GGUF's own Jinja chat template instead
+    of the TEMPLATE sent, when that template offers more (tool calls); ``/api/show`` then reports the
+    Jinja text. That template is the one the model was trained with, so this returns a warning and
+    leaves the verdict to the probe chat.
+
+    Returns:
+        Warnings for the user (possibly empty).
+    """
+    problems, warnings = [], []
     if template is not None and info.template.strip() != template.strip():
-        problems.append("the chat template differs (Ollama may prefer the GGUF's own chat template, e.g. one "
-                        "with tool support, over TEMPLATE)")
+        if _is_jinja(info.template) and not _is_jinja(template):
+            warnings.append(f"Ollama runs '{info.name}' with the chat template inside the GGUF instead of the "
+                            f"TEMPLATE sent (it prefers it when it supports more, e.g. tools); check the probe "
+                            f"chat's answer.")
+        else:
+            problems.append("the chat template differs from the one sent")
     if system and info.system.strip() != system.strip():
         problems.append(f"the system prompt is {info.system[:80]!r}, not {system[:80]!r}")
     for key, sent in (parameters or {}).items():
@@ -200,6 +215,11 @@ def verify_registration(info: ModelInfo, host: str, *, template: str | None, sys
             f"Model '{info.name}' was created in Ollama at {host}, but what it reports back differs from what "
             f"was sent: {'; '.join(problems)}. Chats with it would likely be garbled or never stop. Compare with "
             f"`ollama show {info.name} --modelfile`.", host=host, model=info.name, details=details)
+    return warnings
+
+
+def _is_jinja(template: str) -> bool:
+    return "{%" in template or "{{ message" in template or "messages[" in template
 
 
 def _same_parameter(sent: Any, stored: Any) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -168,6 +169,8 @@ def _create_events(server: OllamaTestServer, name: str, body: dict[str, Any]) ->
             yield {"status": f"using autodetected template {detected_name}"}
         else:
             template = chat_template  # no Go template: the GGUF's Jinja template is the active one
+    elif template and _prefers_jinja(server, template, chat_template):
+        template = chat_template  # Ollama >= 0.30 runs (and shows) the GGUF template that can do tools
     yield {"status": "writing manifest"}
     license_text = body.get("license") or ""
     computed = dict(meta, template=template, system=system, parameters=parameters,
@@ -309,6 +312,12 @@ def _autodetect(chat_template: str) -> tuple[str, str, list[str]] | None:
     if "<|start_header_id|>" in chat_template:
         return "llama3-instruct", LLAMA3_TEMPLATE, ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
     return None
+
+
+def _prefers_jinja(server: OllamaTestServer, go_template: str, chat_template: str) -> bool:
+    """routes.go shouldUseGoTemplate: since v0.30 a GGUF template with tool support beats a Go one without."""
+    newer = tuple(int(p) for p in re.findall(r"\d+", server.version)[:2]) >= (0, 30)
+    return newer and "tools" in chat_template and ".Tools" not in go_template
 
 
 def human_number(count: int) -> str:

@@ -106,13 +106,31 @@ def test_a_gguf_without_any_template_registers_but_fails_the_probe(client, tmp_p
 
 
 def test_a_template_that_did_not_land_is_a_register_error(ollama_server, client, tmp_path):
-    """The server ends up with another template (as when Ollama prefers the GGUF's Jinja one)."""
-    ollama_server.created_model_defaults = {"template": CHATML_JINJA}
+    ollama_server.created_model_defaults = {"template": "{{ .Prompt }}"}  # some other Go template
     with pytest.raises(RegisterError) as caught:
         client.register_model("student", {"m.gguf": tiny_gguf(tmp_path / "m.gguf")}, template=GO_TEMPLATE,
                               parameters=STOPS)
     assert "chat template differs" in str(caught.value) and "ollama show student --modelfile" in str(caught.value)
     assert GO_TEMPLATE in caught.value.details
+
+
+TOOLS_JINJA = CHATML_JINJA + "{% if tools %}<tools>{{ tools | tojson }}</tools>{% endif %}"
+
+
+def test_ollama_preferring_the_ggufs_jinja_template_is_a_warning(ollama_server, client, tmp_path):
+    """Ollama >= 0.30 runs a GGUF's tool-capable Jinja template instead of TEMPLATE; show reports it."""
+    model_file = tiny_gguf(tmp_path / "m.gguf", chat_template=TOOLS_JINJA)
+    result = client.register_model("student", {"m.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
+    assert result.info.template == TOOLS_JINJA
+    assert any("chat template inside the GGUF" in warning for warning in result.warnings)
+    assert client.probe_chat("student").done_reason == "stop"
+
+
+def test_before_0_30_the_go_template_wins(ollama_server, client, tmp_path):
+    ollama_server.version = "0.12.11"
+    model_file = tiny_gguf(tmp_path / "m.gguf", chat_template=TOOLS_JINJA)
+    result = client.register_model("student", {"m.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
+    assert result.info.template == GO_TEMPLATE and result.warnings == ()
 
 
 def test_stop_parameters_that_did_not_land_are_a_register_error(ollama_server, client, tmp_path):
