@@ -55,7 +55,8 @@ class TeacherConfig:
 @dataclass
 class StudentConfig:
     model: str = _f("", "Student: a hub id, a local folder, or 'teacher' to derive it from the teacher's layers.")
-    keep_layers: list = _f([], "With model = 'teacher': indices of the teacher's decoder layers the student keeps.")
+    keep_layers: list = _f([], "With model = 'teacher': indices of the teacher's decoder layers the student keeps "
+                               "(empty = every other layer: 0, 2, 4, ...).")
     dtype: str = _f("auto", "Precision of the student's weights.", ("auto", "float32", "bfloat16", "float16"))
     lora_rank: int = _f(0, "0 trains all weights; > 0 trains a LoRA of this rank and merges it into final/.", min=0)
     lora_alpha: int = _f(16, "LoRA scaling (alpha); the update is scaled by alpha / rank.", min=1)
@@ -307,8 +308,6 @@ def validate(cfg: RunConfig, *, source: str = "config") -> None:
         raise ConfigError(f"{source}: [teacher] model is not set. Give a hub id, a local folder or ollama:<name>.")
     if not cfg.student.model:
         raise ConfigError(f"{source}: [student] model is not set. Give a hub id, a local folder, or 'teacher'.")
-    if cfg.student.model == "teacher" and not cfg.student.keep_layers:
-        raise ConfigError(f"{source}: [student] model = 'teacher' needs keep_layers, e.g. keep_layers = [0, 2, 4].")
     if cfg.student.model == "teacher" and cfg.teacher.model.startswith("ollama:"):
         raise ConfigError(f"{source}: a student cannot be derived from an Ollama teacher; "
                           f"choose a Hugging Face student model.")

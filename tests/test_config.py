@@ -98,7 +98,9 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
 
 
 def test_cross_field_checks(tmp_path):
+    derived = load_config(write(tmp_path, MINIMAL.replace('"some/student"', '"teacher"')))
+    assert derived.student.keep_layers == []  # empty = every other teacher layer (engine.models.derive_student)
     with pytest.raises(ConfigError, match="keep_layers"):
-        load_config(write(tmp_path, MINIMAL.replace('"some/student"', '"teacher"')))
+        load_config(write(tmp_path, MINIMAL.replace('"some/student"', '"teacher"')), ["student.keep_layers=[-1]"])
     with pytest.raises(ConfigError, match="teacher"):
         load_config(write(tmp_path, MINIMAL.replace('model = "some/teacher"', "")))
