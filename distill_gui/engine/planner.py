@@ -1,0 +1,267 @@
+"""Memory plan: will teacher + student + activations + loss fit, and what to change if not.
+
+An estimate from the model configs (no weights are loaded), at the configured batch, length and
+precision. Parts:
+
+- teacher weights: parameters x bytes of its dtype (8-bit ~1 byte, 4-bit ~0.56 byte per quantized
+  weight; embeddings stay in 16 bit);
+- student weights, gradients (trainable x weight bytes), optimizer state (AdamW: two fp32 moments,
+  8 bytes per trainable parameter; 8-bit AdamW: 2 bytes);
+- activations saved for the backward pass: per token and layer about ``9 H + 2 kv_dim + 4 I``
+  values (norm inputs, q/k/v, attention output, residuals, the gated MLP), in the autocast dtype;
+  with gradient checkpointing only each layer's input plus one layer's full set. SDPA attention
+  (CUDA and CPU) never holds the L x L scores; on MPS one layer's scores (B x heads x L x L) are added;
+- teacher activations of one layer at a time (no gradients), and its final hidden states;
+- the loss: a handful of (chunk x V) float32 buffers (losses.auto_chunk_tokens) and the gradient of
+  the student's hidden states;
+- overhead: the CUDA context / the Python runtime, plus 10 % for allocator fragmentation.
+
+The numbers are planning figures (within ~20 % for Llama-like models), not measurements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from ..config import RunConfig
+from .device import DTYPE_BYTES, available_memory, choose, resolve_device
+from .models import ModelInfo, inspect_model
+
+GB = 1e9
+LOSS_BUFFERS = 6                     # chunk x V float32 buffers alive at once inside the loss
+CUDA_OVERHEAD = int(0.6 * GB)        # CUDA context + cuBLAS workspaces
+CPU_OVERHEAD = int(0.7 * GB)         # Python + torch + transformers resident
+FRAGMENTATION = 0.10
+
+
+@dataclass
+class MemoryItem:
+    name: str
+    bytes: int
+    note: str = ""
+
+
+@dataclass
+class MemoryPlan:
+    """The estimate, the detected memory, whether it fits, and advice in plain words."""
+
+    device: str
+    available_bytes: int              # free memory of the device (RAM on the CPU); 0 = unknown
+    total_device_bytes: int
+    items: list[MemoryItem]
+    advice: list[str] = field(default_factory=list)
+
+    @property
+    def needed_bytes(self) -> int:
+        return sum(item.bytes for item in self.items)
+
+    @property
+    def fits(self) -> bool:
+        return self.available_bytes > 0 and self.needed_bytes <= self.available_bytes
+
+    def get(self, name: str) -> int:
+        """Bytes of one item by name (0 when absent)."""
+        return sum(item.bytes for item in self.items if item.name == name)
+
+    def summary(self) -> str:
+        """Plain words: what it needs, what there is, each part, and what to change."""
+        lines = []
+        where = f"{_gb(self.available_bytes)} free on {self.device}" if self.available_bytes else \
+            f"unknown free memory on {self.device}"
+        verdict = "fits" if self.fits else ("does not fit" if self.available_bytes else "cannot tell")
+        lines.append(f"Needs about {_gb(self.needed_bytes)} of {where}: {verdict}.")
+        width = max(len(item.name) for item in self.items)
+        for item in self.items:
+            note = f"  ({item.note})" if item.note else ""
+            lines.append(f"  {item.name.ljust(width)}  {_gb(item.bytes).rjust(9)}{note}")
+        if self.advice:
+            lines.append("To make it fit:" if not self.fits else "To save memory:")
+            lines += [f"  - {text}" for text in self.advice]
+        return "\n".join(lines)
+
+
+def plan_memory(cfg: RunConfig, device: str | None = None, *, available_bytes: int | None = None,
+                teacher_info: ModelInfo | None = None, student_info: ModelInfo | None = None) -> MemoryPlan:
+    """Estimate the memory of a run (see the module docstring).
+
+    Args:
+        cfg: The run's config.
+        device: Plan for this device; None = the config's device, resolved (auto -> CUDA, MPS, CPU).
+        available_bytes: Free memory to plan against; None = measured on the device.
+        teacher_info, student_info: Already inspected models (the GUI has them); else inspected here.
+
+    Raises:
+        ModelError, ConfigError: the models cannot be found, or the device does not exist.
+    """
+    device = device or resolve_device(cfg.train.device)
+    if available_bytes is None:
+        free, total = available_memory(device)
+    else:
+        free, total = available_bytes, available_bytes
+    shapes = _Shapes.of(cfg, teacher_info, student_info)
+    items = _estimate(cfg, device, shapes)
+    plan = MemoryPlan(device, free, total, items)
+    plan.advice = _advice(cfg, device, shapes, plan)
+    return plan
+
+
+@dataclass
+class _Shapes:
+    teacher: ModelInfo | None
+    student: ModelInfo
+    vocab: int
+
+    @classmethod
+    def of(cls, cfg: RunConfig, teacher: ModelInfo | None, student: ModelInfo | None) -> "_Shapes":
+        needs_teacher = cfg.distill.loss != "ce" or cfg.student.model == "teacher"
+        if teacher is None and needs_teacher:
+            teacher = inspect_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code)
+        if student is None:
+            if cfg.student.model == "teacher":
+                student = _derived_info(teacher, cfg.student.keep_layers)
+            else:
+                student = inspect_model(cfg.student.model, trust_remote_code=cfg.student.trust_remote_code)
+        vocab = student.tokenizer_vocab or student.vocab_rows
+        if cfg.distill.loss == "ce":
+            teacher = None
+        return cls(teacher, student, vocab)
+
+
+def _derived_info(teacher: ModelInfo, keep_layers: list[int]) -> ModelInfo:
+    kept = len(keep_layers) or (teacher.layers + 1) // 2
+    per_layer = (teacher.parameters - _embedding_params(teacher)) / max(1, teacher.layers)
+    params = int(_embedding_params(teacher) + kept * per_layer)
+    return dataclasses.replace(teacher, layers=kept, parameters=params, parameters_exact=False)
+
+
+def _embedding_params(info: ModelInfo) -> int:
+    return info.vocab_rows * info.hidden_size * (1 if info.tied_embeddings else 2)
+
+
+def _lora_params(info: ModelInfo, rank: int) -> int:
+    head_dim = info.hidden_size // max(1, info.attention_heads)
+    kv = info.kv_heads * head_dim
+    h, i = info.hidden_size, info.intermediate_size
+    per_layer = rank * ((h + h) + 2 * (h + kv) + (h + h) + 2 * (h + i) + (i + h))
+    return per_layer * info.layers
+
+
+def _estimate(cfg: RunConfig, device: str, shapes: _Shapes) -> list[MemoryItem]:
+    choice = choose(device, cfg.train.precision, cfg.teacher.dtype, cfg.student.dtype)
+    kind = device.split(":")[0]
+    t, s = shapes.teacher, shapes.student
+    batch, length = cfg.train.batch_size, cfg.data.max_length
+    tokens = batch * length
+    act_bytes = 4 if choice.precision == "fp32" else 2
+    items = []
+    if t is not None:
+        items.append(MemoryItem("teacher weights", _teacher_weight_bytes(t, cfg.teacher.load_in, choice.teacher_dtype),
+                                f"{_params(t.parameters)} parameters, "
+                                f"{cfg.teacher.load_in if cfg.teacher.load_in != 'full' else choice.teacher_dtype}"))
+    student_bytes = DTYPE_BYTES[choice.student_dtype]
+    trainable = _lora_params(s, cfg.student.lora_rank) if cfg.student.lora_rank else s.parameters
+    optimizer_bytes = 2 if cfg.train.optimizer == "adamw_8bit" else 8
+    items += [
+        MemoryItem("student weights", s.parameters * student_bytes + (trainable * 4 if cfg.student.lora_rank else 0),
+                   f"{_params(s.parameters)} parameters, {choice.student_dtype}"),
+        MemoryItem("gradients", trainable * (4 if cfg.student.lora_rank else student_bytes),
+                   f"{_params(trainable)} trainable" + (f" (LoRA rank {cfg.student.lora_rank})"
+                                                           if cfg.student.lora_rank else "")),
+        MemoryItem("optimizer state", trainable * optimizer_bytes, cfg.train.optimizer),
+        MemoryItem("activations", _student_activation_bytes(s, cfg, kind, act_bytes),
+                   f"batch {batch} x {length} tokens" + (", checkpointed" if cfg.train.gradient_checkpointing else "")),
+    ]
+    if t is not None:
+        per_token = 4 * t.hidden_size + 2 * t.intermediate_size
+        items.append(MemoryItem("teacher activations", tokens * (per_token + t.hidden_size) * act_bytes,
+                                "one layer at a time, no gradients"))
+    items.append(MemoryItem("loss", _loss_bytes(cfg, shapes.vocab, tokens, s.hidden_size), "chunked over tokens"))
+    base = CUDA_OVERHEAD if kind == "cuda" else CPU_OVERHEAD
+    subtotal = sum(item.bytes for item in items)
+    items.append(MemoryItem("overhead", int(base + FRAGMENTATION * subtotal),
+                            "runtime + allocator fragmentation"))
+    return items
+
+
+def _teacher_weight_bytes(info: ModelInfo, load_in: str, dtype: str) -> int:
+    embeddings = _embedding_params(info)
+    body = max(0, info.parameters - embeddings)
+    per_weight = {"8bit": 1.02, "4bit": 0.56}.get(load_in)
+    if per_weight is None:
+        return info.parameters * DTYPE_BYTES[dtype]
+    return int(body * per_weight + embeddings * 2)
+
+
+def _student_activation_bytes(info: ModelInfo, cfg: RunConfig, kind: str, act_bytes: int) -> int:
+    tokens = cfg.train.batch_size * cfg.data.max_length
+    h, i = info.hidden_size, info.intermediate_size
+    kv = info.kv_heads * (h // max(1, info.attention_heads))
+    per_layer = tokens * (9 * h + 2 * kv + 4 * i) * act_bytes
+    if cfg.train.gradient_checkpointing:
+        total = info.layers * tokens * h * act_bytes + per_layer
+    else:
+        total = info.layers * per_layer
+    if kind == "mps":  # no fused attention there: one layer's scores and probabilities exist at a time
+        total += 2 * cfg.train.batch_size * info.attention_heads * cfg.data.max_length ** 2 * 4
+    return int(total + tokens * h * 4)  # + the final hidden states in fp32
+
+
+def _loss_bytes(cfg: RunConfig, vocab: int, tokens: int, hidden: int) -> int:
+    from .losses import auto_chunk_tokens
+
+    chunk = min(tokens, cfg.distill.chunk_tokens or auto_chunk_tokens(vocab))
+    return LOSS_BUFFERS * chunk * vocab * 4 + 2 * tokens * hidden * 4
+
+
+def _advice(cfg: RunConfig, device: str, shapes: _Shapes, plan: MemoryPlan) -> list[str]:
+    """Each change that lowers the estimate, with its saving, biggest first (only when it does not fit)."""
+    if plan.fits or not plan.available_bytes:
+        return []
+    cuda = device.startswith("cuda")
+    changes: list[tuple[str, dict[str, object]]] = []
+    if not cfg.train.gradient_checkpointing:
+        changes.append(("set train.gradient_checkpointing = true (about 30 % slower)",
+                        {"train.gradient_checkpointing": True}))
+    if cfg.train.batch_size > 1:
+        half = cfg.train.batch_size // 2
+        changes.append((f"set train.batch_size = {half} and train.grad_accum = {cfg.train.grad_accum * 2} "
+                        f"(same effective batch)",
+                        {"train.batch_size": half, "train.grad_accum": cfg.train.grad_accum * 2}))
+    if cfg.data.max_length > 256:
+        changes.append((f"set data.max_length = {cfg.data.max_length // 2} (longer rows are truncated)",
+                        {"data.max_length": cfg.data.max_length // 2}))
+    if cfg.student.lora_rank == 0:
+        changes.append(("train a LoRA: student.lora_rank = 16 (merged into final/)", {"student.lora_rank": 16}))
+    if cuda and cfg.train.optimizer == "adamw" and cfg.student.lora_rank == 0:
+        changes.append(("set train.optimizer = 'adamw_8bit' (bitsandbytes)", {"train.optimizer": "adamw_8bit"}))
+    if cuda and shapes.teacher is not None and cfg.teacher.load_in == "full":
+        changes.append(("load the teacher in 8 bits: teacher.load_in = '8bit'", {"teacher.load_in": "8bit"}))
+        changes.append(("load the teacher in 4 bits: teacher.load_in = '4bit'", {"teacher.load_in": "4bit"}))
+    scored = []
+    for text, values in changes:
+        trial = cfg.copy()
+        for key, value in values.items():
+            trial.set(key, value)
+        saving = plan.needed_bytes - sum(item.bytes for item in _estimate(trial, device, shapes))
+        if saving >= max(0.01 * plan.needed_bytes, 1e6):  # leave out changes that barely matter
+            scored.append((saving, text))
+    scored.sort(reverse=True)
+    advice = [f"{text}: saves about {_gb(saving)}" for saving, text in scored]
+    missing = plan.needed_bytes - plan.available_bytes
+    if scored and all(saving < missing for saving, _ in scored):
+        advice.append(f"no single change saves the missing {_gb(missing)}; combine several, or pick a smaller "
+                      f"teacher or student")
+    if not cuda:
+        advice.append("a CUDA GPU would allow a quantized teacher and 8-bit AdamW")
+    return advice
+
+
+def _gb(value: float) -> str:
+    if value < GB:
+        return f"{value / 1e6:.0f} MB" if value >= 1e6 else f"{value / 1e6:.2f} MB"
+    return f"{value / GB:.2f} GB" if value < 10 * GB else f"{value / GB:.1f} GB"
+
+
+def _params(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
