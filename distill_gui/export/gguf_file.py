@@ -203,8 +203,14 @@ def export_gguf(model_dir: str | Path, out_path: str | Path, *, gguf_type: str =
         ExportInputError: The input cannot be exported (see plan_export).
         ExportError: Writing failed (disk full, permissions...); no partial file is left behind.
     """
-    started = time.perf_counter()
     plan = plan_export(model_dir, gguf_type, pre_tokenizer=pre_tokenizer)
+    return write_gguf(plan, out_path, on_progress=on_progress, model_name=model_name)
+
+
+def write_gguf(plan: ExportPlan, out_path: str | Path, *, on_progress: ProgressCallback | None = None,
+               model_name: str | None = None) -> GGUFExportInfo:
+    """Write a planned export to ``out_path`` (temp file + rename); see export_gguf."""
+    started = time.perf_counter()
     out_path = Path(out_path)
     tmp = _temp_path(out_path)
     try:
@@ -222,7 +228,7 @@ def export_gguf(model_dir: str | Path, out_path: str | Path, *, gguf_type: str =
         if tmp.exists():
             tmp.unlink()
     counts = Counter(t.qtype.name for t in plan.tensors)
-    return GGUFExportInfo(out_path, gguf_type, plan.spec.gguf_arch, out_path.stat().st_size,
+    return GGUFExportInfo(out_path, plan.gguf_type, plan.spec.gguf_arch, out_path.stat().st_size,
                           time.perf_counter() - started, dict(counts), plan.vocab, plan.warnings)
 
 
