@@ -165,3 +165,11 @@ def test_an_invalid_host_is_an_input_error():
 def test_the_tree_roots_at_distill_error():
     for error_type in (OllamaUnavailable, ModelNotFound, OllamaRequestError, OllamaInputError):
         assert issubclass(error_type, OllamaError) and issubclass(error_type, DistillError)
+
+
+def test_the_public_surface_is_what_all_lists():
+    import distill_gui.ollama as package
+
+    public = sorted(name for name in vars(package) if not name.startswith("_")
+                    and not isinstance(getattr(package, name), type(package)) and name != "annotations")
+    assert package.__all__ == public
