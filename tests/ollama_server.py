@@ -30,12 +30,20 @@ Usage (the ``ollama_server`` fixture in tests/conftest.py yields a started serve
     server.add_model("student", template=GO_TEMPLATE, parameters={"stop": ["<|im_end|>"]})
     client = OllamaClient(server.url)
     ...
-    server.requests_to("/api/create")[0].body      # what the client sent
-    server.streams[-1].cancelled                    # did the client cut the stream?
+    server.requests_to("/api/create")[0].body      # what the client sent (JSON; byte count for blobs)
+    server.wait_for_stream_end().cancelled          # did the client cut the last reply?
+    server.streams[-1].final                        # its done line: counters and ns durations as sent
+    server.find("student").parameters               # what a create stored
+    server.add_blob(b"...")                         # a blob "already uploaded"
+    server.version = "0.12.11"                      # older-server behaviour where it differs
+    assert server.errors == []                      # no request crashed a handler
 
 Models made through ``/api/create`` get :attr:`OllamaTestServer.created_model_defaults` as their
-behaviour. One documented pitfall is simulated: a created model with neither a TEMPLATE nor a chat
-template in its GGUF rambles (``endless``), as a model with a wrong template does in real life.
+behaviour (e.g. ``{"token_delay": 0.01}``, or ``{"template": ...}`` to fake a template that did not
+land). Two documented behaviours of real Ollama are simulated: a created model with neither a
+TEMPLATE nor a chat template in its GGUF rambles (``endless``), as a model with a wrong template does;
+and from 0.30 a GGUF chat template with tool support replaces a Go TEMPLATE without (``/api/show``
+then reports the Jinja text). Template auto-detection knows ChatML and Llama 3 only.
 """
 
 from __future__ import annotations
