@@ -87,6 +87,31 @@ def main() -> None:
     for name, values in timings.items():
         per_token = statistics.median(values)
         print(f"{name:<38}{per_token * 1e6:>10.1f}{per_token / base:>10.2f}{(per_token - base) * 1e6:>+10.1f}")
+    wrapper_only(args.tokens * 10, args.repeats)
+
+
+def wrapper_only(tokens: int, repeats: int) -> None:
+    """The wrapper's own cost without I/O: ChatStream over already-parsed ollama.ChatResponse objects."""
+    from distill_gui.ollama.client import _chat_part
+    from distill_gui.ollama.stream import ChatStream
+
+    parts = [ollama.ChatResponse(model="m", created_at="t", message={"role": "assistant", "content": "tok"},
+                                 done=False) for _ in range(tokens)]
+    parts.append(ollama.ChatResponse(model="m", created_at="t", message={"role": "assistant", "content": ""},
+                                     done=True, done_reason="stop", eval_count=tokens, eval_duration=10**9))
+    plain, wrapped = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for part in iter(parts):
+            _ = part.message.content
+        plain.append((time.perf_counter() - started) / tokens)
+        started = time.perf_counter()
+        for _ in ChatStream(lambda: iter(parts), _chat_part, host="h", model="m"):
+            pass
+        wrapped.append((time.perf_counter() - started) / tokens)
+    base, ours = statistics.median(plain), statistics.median(wrapped)
+    print(f"\nwrapper only, no I/O, {tokens} parsed chunks: plain loop {base * 1e6:.2f} us/token, "
+          f"ChatStream {ours * 1e6:.2f} us/token (+{(ours - base) * 1e6:.2f} us)")
 
 
 if __name__ == "__main__":
