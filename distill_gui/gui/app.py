@@ -1,0 +1,60 @@
+"""Entry point of the desktop app: ``distill-gui`` with no command calls :func:`main`.
+
+Only Qt, pyqtgraph and the Qt-free config / settings modules load before the window shows;
+torch and transformers are imported later, inside worker threads.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+from ..paths import user_data_dir
+from ..settings import load_settings
+from . import theme
+from .crash import CrashHandler, setup_logging
+from .main_window import MainWindow
+from .icons import app_icon
+
+APP_NAME = "distill-gui"
+
+
+def open_qsettings() -> QSettings:
+    """Window geometry and the last config, in an INI file in the user data folder.
+
+    Keeping it next to settings.json (instead of the registry / ~/.config) means DISTILL_GUI_HOME
+    moves it too: tests and portable installs get their own.
+    """
+    return QSettings(str(user_data_dir() / "window.ini"), QSettings.Format.IniFormat)
+
+
+def create_application(argv: list[str] | None = None) -> QApplication:
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
+    app.setApplicationName(APP_NAME)
+    app.setApplicationDisplayName(APP_NAME)
+    app.setOrganizationName(APP_NAME)
+    app.setDesktopFileName(APP_NAME)
+    app.setWindowIcon(app_icon())
+    return app  # type: ignore[return-value]
+
+
+def create_window(app: QApplication) -> MainWindow:
+    """Theme, crash handling and the main window (not shown yet)."""
+    settings = load_settings()
+    theme.apply_theme(app, settings.theme)
+    window = MainWindow(open_qsettings())
+    window.theme_requested.connect(lambda choice: theme.apply_theme(app, choice))
+    return window
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Open the app; returns the exit code when the window closes."""
+    app = create_application(argv)
+    setup_logging()
+    crash_handler = CrashHandler(lambda: app.activeWindow())
+    crash_handler.install()
+    window = create_window(app)
+    window.show()
+    return int(app.exec())
