@@ -60,7 +60,7 @@ def _counting(function, calls):
 
 def test_a_failure_while_writing_leaves_no_partial_file(model_factory, tmp_path, monkeypatch):
     folder, _, _ = model_factory("qwen2", False)
-    real = gguf_file._converted_blocks
+    real = gguf_file._block_jobs
     seen = []
 
     def failing(checkpoint, tensor):
@@ -69,7 +69,7 @@ def test_a_failure_while_writing_leaves_no_partial_file(model_factory, tmp_path,
             raise OSError(28, "No space left on device")
         return real(checkpoint, tensor)
 
-    monkeypatch.setattr(gguf_file, "_converted_blocks", failing)
+    monkeypatch.setattr(gguf_file, "_block_jobs", failing)
     out = tmp_path / "out"
     with pytest.raises(ExportError, match="No space left on device"):
         export_model(folder, out, name="student")
@@ -80,7 +80,7 @@ def test_an_existing_file_is_replaced_only_when_the_new_one_is_complete(model_fa
     folder, _, _ = model_factory("qwen2", False)
     target = tmp_path / "m.gguf"
     target.write_bytes(b"previous export")
-    monkeypatch.setattr(gguf_file, "_converted_blocks", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
+    monkeypatch.setattr(gguf_file, "_convert", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
     with pytest.raises(ExportError):
         export_gguf(folder, target)
     assert target.read_bytes() == b"previous export" and [p.name for p in tmp_path.iterdir()] == ["m.gguf"]
@@ -121,3 +121,29 @@ def test_default_names_and_file_names(tmp_path):
     assert default_model_name(tmp_path / "Qwen2.5-0.5B") == "qwen2.5-0.5b"
     assert validate_ollama_name(default_model_name(tmp_path / "..." / "final"))
     assert gguf_file_name("me/student:q8") == "student-q8.gguf" and gguf_file_name("s:latest") == "s.gguf"
+
+
+def test_bulk_packed_metadata_is_byte_identical_to_the_stock_writer(tmp_path):
+    import gguf
+
+    outputs = []
+    for writer_class in (gguf.GGUFWriter, gguf_file._fast_writer_class()):
+        path = tmp_path / f"{writer_class.__name__}.gguf"
+        writer = writer_class(str(path), "llama")
+        writer.add_token_list([f"tok{i}é\u0120" for i in range(300)])
+        writer.add_token_merges([f"a{i} b{i}" for i in range(300)])
+        writer.add_token_types([1, 3, 6] * 100)
+        writer.add_token_scores([-0.5 * i for i in range(300)])
+        writer.add_array("test.short", [1, 2, 3])
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        writer.close()
+        outputs.append(path.read_bytes())
+    assert outputs[0] == outputs[1]
+    mixed = gguf_file._fast_writer_class()(str(tmp_path / "mixed.gguf"), "llama")
+    mixed.add_array("test.mixed", [1] * 70 + [2.5])
+    mixed.write_header_to_file()
+    with pytest.raises(ValueError):   # refused like the stock writer refuses it
+        mixed.write_kv_data_to_file()
+    mixed.close()
