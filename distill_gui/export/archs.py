@@ -80,7 +80,7 @@ class HParams:
     context_length: int
     rms_eps: float
     rope_theta: float
-    tie_embeddings: bool
+    tie_embeddings: bool | None       # None: config.json does not say (decided by whether lm_head exists)
     rope_type: str = "default"
     rope: dict[str, Any] = field(default_factory=dict)   # the full rope-scaling dict
 
@@ -110,7 +110,8 @@ def read_hparams(config: dict[str, Any], where: str) -> HParams:
             context_length=int(config.get("max_position_embeddings") or 4096),
             rms_eps=float(config.get("rms_norm_eps", 1e-6)),
             rope_theta=10000.0,
-            tie_embeddings=bool(config.get("tie_word_embeddings", False)),
+            tie_embeddings=(None if config.get("tie_word_embeddings") is None
+                            else bool(config["tie_word_embeddings"])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ExportInputError(f"{where}: config.json lacks or has a bad value for {exc}.") from exc
@@ -164,10 +165,13 @@ def map_tensor_names(names: list[str], spec: ArchSpec, hp: HParams, where: str) 
                 " Remove extra modules (e.g. distillation projections) before saving the model.")
         raise ExportInputError(f"{where}: {len(unknown)} tensor(s) the {spec.hf_class} exporter does not know, "
                                f"e.g. {', '.join(unknown[:3])}.{hint}")
+    if hp.tie_embeddings is None:
+        hp.tie_embeddings = "lm_head.weight" not in mapping
     if hp.tie_embeddings or "lm_head.weight" not in mapping:
         mapping.pop("lm_head.weight", None)
         if not hp.tie_embeddings:
-            raise ExportInputError(f"{where}: lm_head.weight is missing but tie_word_embeddings is false.")
+            raise ExportInputError(f"{where}: lm_head.weight is missing but tie_word_embeddings is false. "
+                                   f"Save the model again (or set tie_word_embeddings to true if it is tied).")
     _check_complete(set(mapping.values()), spec, hp, where)
     return dict(sorted(mapping.items(), key=lambda item: _order_key(item[1])))
 

@@ -200,7 +200,8 @@ def export_gguf(model_dir: str | Path, out_path: str | Path, *, gguf_type: str =
         out_path: Target file; written to a temporary name in the same folder, renamed when complete.
         gguf_type: One of ``GGUF_TYPE_NAMES``; f16 (default) lets Ollama quantize further.
         pre_tokenizer: llama.cpp pre-tokenizer name when it cannot be detected.
-        on_progress: Called with ``PhaseProgress(phase="export", done, total, unit="B")`` per block.
+        on_progress: Called with ``PhaseProgress(phase="export", done, total, unit="B")`` per block;
+            an exception raised from it aborts the export (how the GUI cancels), leaving no file.
         model_name: ``general.name`` (default: the folder name).
 
     Raises:

@@ -94,6 +94,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, *, gguf_type: str =
         quantize: Ask Ollama to quantize on create (q4_K_M, q4_K_S, q8_0); needs f16/bf16.
         ollama_host: Ollama URL (default: settings, then OLLAMA_HOST, then 127.0.0.1:11434).
         on_progress: Receives PhaseProgress events: phase "export" (bytes) then "register-<stage>".
+            An exception raised from it cancels: while writing, no partial file is left.
 
     Raises:
         ExportInputError: The request is wrong (exit 2); nothing was written.

@@ -53,3 +53,19 @@ def sample_ids(bpe_tokenizers):
     texts = ["The teacher explains 12 rivers and 7 mountains to the small student quickly.",
              "Why is the blue stone heavy? Because 3.14 is never 1,000; it's always café."]
     return {style: [tok(t).input_ids for t in texts] for style, tok in bpe_tokenizers.items()}
+
+
+@pytest.fixture(scope="session")
+def spm_proto(tiny_texts):
+    """(tokenizer.model bytes, SentencePieceProcessor): a BPE-type SentencePiece with Llama-style settings."""
+    import io
+
+    import sentencepiece
+
+    proto = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(tiny_texts), model_writer=proto, vocab_size=400, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",
+        remove_extra_whitespaces=False, split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+        minloglevel=2)
+    return proto.getvalue(), sentencepiece.SentencePieceProcessor(model_proto=proto.getvalue())

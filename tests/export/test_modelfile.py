@@ -126,3 +126,32 @@ def test_num_ctx_is_clamped_to_the_trained_context_and_must_be_positive(model_fa
     assert spec.parameters["num_ctx"] == 512 and any("trained context" in w for w in spec.warnings)
     with pytest.raises(ExportInputError, match="num_ctx"):
         build_modelfile(folder, "m.gguf", num_ctx=0)
+
+
+def test_a_sentencepiece_mistral_student_exports_end_to_end(spm_proto, tmp_path, sample_ids):
+    """tokenizer.model + Mistral v0.2 chat template -> "llama" vocab, [INST] TEMPLATE, matching logits."""
+    import json
+
+    import numpy as np
+
+    from distill_gui.engine.tiny import make_tiny_model
+    from distill_gui.export import export_model
+    from tests.export.chat_families import MISTRAL_V02
+    from tests.export.reference import GGUFModel, hf_logits
+
+    proto, sp = spm_proto
+    folder = tmp_path / "mistral"
+    model = make_tiny_model("mistral", sp.get_piece_size(), init_std=0.2, bos_token_id=1, eos_token_id=2)
+    model.save_pretrained(str(folder))
+    (folder / "tokenizer.model").write_bytes(proto)
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
+         "chat_template": MISTRAL_V02}))
+    result = export_model(folder, tmp_path / "out", name="mistral-student", gguf_type="f32")
+    gguf_model = GGUFModel(result.gguf_path)
+    assert gguf_model.kv["tokenizer.ggml.model"] == "llama" and gguf_model.kv["tokenizer.ggml.add_bos_token"]
+    assert result.modelfile.family == "inst" and result.modelfile.template is not None
+    assert "</s>" in result.modelfile.stop
+    ids = [1] + sp.encode("The teacher explains 12 rivers to the student.")
+    ref = hf_logits(model, ids)
+    assert np.abs(gguf_model.logits(ids) - ref).max() < 2e-5 * np.abs(ref).max()

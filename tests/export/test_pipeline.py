@@ -147,3 +147,34 @@ def test_bulk_packed_metadata_is_byte_identical_to_the_stock_writer(tmp_path):
     with pytest.raises(ValueError):   # refused like the stock writer refuses it
         mixed.write_kv_data_to_file()
     mixed.close()
+
+
+def test_raising_from_the_progress_callback_cancels_without_leftovers(model_factory, tmp_path):
+    folder, _, _ = model_factory("qwen2", False)
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_half(event):
+        if event.done > event.total / 2:
+            raise Cancelled()
+
+    out = tmp_path / "out"
+    with pytest.raises(Cancelled):
+        export_model(folder, out, name="student", on_progress=cancel_at_half)
+    assert list(out.iterdir()) == []
+
+
+def test_untied_status_is_inferred_when_the_config_does_not_say(model_factory, tmp_path):
+    import json
+    import shutil
+
+    for tie in (True, False):
+        folder, _, _ = model_factory("qwen2", tie)
+        copy = tmp_path / f"tie-{tie}"
+        shutil.copytree(folder, copy)
+        config = json.loads((copy / "config.json").read_text())
+        del config["tie_word_embeddings"]
+        (copy / "config.json").write_text(json.dumps(config))
+        names = [t.name for t in gguf_file.plan_export(copy, "f16", with_vocab=False).tensors]
+        assert ("output.weight" in names) is (not tie)

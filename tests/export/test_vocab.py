@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -125,22 +124,15 @@ def test_a_folder_without_tokenizer_is_a_clear_error(tmp_path):
 
 # ---- SentencePiece -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def spm_folder(tmp_path_factory, tiny_texts):
-    """A folder with a BPE-type SentencePiece tokenizer.model (Llama-style settings) and its config."""
-    import sentencepiece
-
-    proto = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(tiny_texts), model_writer=proto, vocab_size=400, model_type="bpe",
-        byte_fallback=True, character_coverage=1.0, normalization_rule_name="identity",
-        remove_extra_whitespaces=False, split_digits=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
-        minloglevel=2)
+def spm_folder(tmp_path_factory, spm_proto):
+    """A folder with a SentencePiece tokenizer.model and its tokenizer_config.json."""
+    proto, sp = spm_proto
     folder = tmp_path_factory.mktemp("spm")
-    (folder / "tokenizer.model").write_bytes(proto.getvalue())
+    (folder / "tokenizer.model").write_bytes(proto)
     (folder / "tokenizer_config.json").write_text(json.dumps(
         {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
          "chat_template": "{{ bos_token }}{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}"}))
-    return folder, sentencepiece.SentencePieceProcessor(model_proto=proto.getvalue())
+    return folder, sp
 
 
 def test_sentencepiece_pieces_scores_and_types_are_copied(spm_folder):
