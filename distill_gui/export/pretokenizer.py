@@ -20,6 +20,12 @@ QWEN2_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[
 TEKKEN_REGEX = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
                 r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*"
                 r"|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+DEEPSEEK3_REGEXES = (
+    r"\p{N}{1,3}",
+    "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+    '[!"#$%&' + r"'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+"
+    r"| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+)
 
 # Pre-tokenizer names llama.cpp accepts for BPE vocabularies (llama-vocab.cpp); "default" is its fallback.
 KNOWN_PRE_NAMES = frozenset("""
@@ -36,6 +42,7 @@ _SIGNATURES: list[tuple[tuple[tuple[Any, ...], ...], str]] = [
     ((("split", TEKKEN_REGEX), ("bytelevel", False)), "tekken"),
     ((("bytelevel", True),), "gpt-2"),
     ((("digits", True), ("bytelevel", True)), "smollm"),
+    (tuple(("split", r) for r in DEEPSEEK3_REGEXES) + (("bytelevel", False),), "deepseek-v3"),   # also R1 distills
 ]
 # llama.cpp turns on ignore_merges for these names; a tokenizer without it gets the twin name below.
 _IGNORE_MERGES_TWIN = {"llama-bpe": "smaug-bpe"}
@@ -55,7 +62,7 @@ def pre_tokenizer_steps(pre: dict[str, Any] | None) -> tuple[tuple[Any, ...], ..
             if item.get("behavior", "Isolated") != "Isolated" or item.get("invert", False):
                 steps.append(("split-other", regex, item.get("behavior"), item.get("invert")))
             else:
-                steps.append(("split", regex))
+                steps.append(("split", _normalized(regex)))
         elif kind == "ByteLevel":
             steps.append(("bytelevel", bool(item.get("use_regex", True))))
         elif kind == "Digits":
@@ -63,6 +70,11 @@ def pre_tokenizer_steps(pre: dict[str, Any] | None) -> tuple[tuple[Any, ...], ..
         else:
             steps.append((kind,))
     return tuple(steps)
+
+
+def _normalized(regex: str | None) -> str | None:
+    """Literal CR/LF characters and their regex escapes mean the same; compare them as escapes."""
+    return regex.replace("\r", r"\r").replace("\n", r"\n") if regex else regex
 
 
 def detect_pre_tokenizer(tokenizer_json: dict[str, Any], where: str) -> str:

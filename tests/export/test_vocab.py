@@ -117,6 +117,19 @@ def test_other_common_pre_tokenizers_are_named(steps, name):
     assert detect_pre_tokenizer({"pre_tokenizer": steps, "model": {"type": "BPE"}}, "x") == name
 
 
+DEEPSEEK_V3_PRE = r"""{"type": "Sequence", "pretokenizers": [
+  {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"}, "behavior": "Isolated", "invert": false},
+  {"type": "Split", "pattern": {"Regex": "[一-龥぀-ゟ゠-ヿ]+"}, "behavior": "Isolated", "invert": false},
+  {"type": "Split", "pattern": {"Regex": "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\\r\\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}, "behavior": "Isolated", "invert": false},
+  {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]}"""
+
+
+def test_deepseek_v3_and_r1_distill_tokenizers_are_named():
+    """The pre_tokenizer block as DeepSeek-V3 / R1-Distill tokenizer.json files publish it."""
+    tok_json = {"pre_tokenizer": json.loads(DEEPSEEK_V3_PRE), "model": {"type": "BPE"}}
+    assert detect_pre_tokenizer(tok_json, "x") == "deepseek-v3"
+
+
 def test_a_folder_without_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(ExportInputError, match="has no tokenizer"):
         load_vocab(tmp_path, 100)
