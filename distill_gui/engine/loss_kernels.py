@@ -1,8 +1,8 @@
 """Per-chunk loss math: values and analytic gradients w.r.t. the student logits, in one pass.
 
 Everything here works on one chunk of ``C`` counted tokens and the (restricted) vocabulary ``V``.
-The tensors handed in are owned by the callee (fresh chunk buffers), so they are modified in place
-where that saves a (C, V) allocation. Notation: ``s`` student logits, ``t`` teacher logits,
+The tensors handed in are owned by the callee (fresh chunk buffers) and are reused in place, so
+a chunk needs only a few (C, V) buffers. Notation: ``s`` student logits, ``t`` teacher logits,
 ``u = s / T``, ``q = softmax(u)``, ``p = softmax(t / T)``.
 
 Every divergence ``D(p, q)`` is expressed over *buckets* ``b`` (the V tokens, the teacher's top-k
@@ -13,6 +13,11 @@ follows from one per-bucket quantity ``R_b = q_b * dD/dq_b`` (constants in dD/dq
 
 which for full-vocabulary buckets is ``R - q * sum(R)`` (forward KL: ``q - p``). The KD term is
 ``T^2 * D``, so its gradient w.r.t. ``s`` is ``T * dD/du``.
+
+Speed (CPU): softmaxes are built from ``amax``, one fused shift (``addcmul``), ``exp_`` and a row
+sum, kept unnormalised where a per-row factor can be folded into a later pass; this is several
+times faster than ``torch.softmax`` on wide rows. Only the teacher's argmax is searched (argmax is
+a slow, scalar pass); the student agrees when its logit there equals its maximum.
 """
 
 from __future__ import annotations
@@ -55,9 +60,10 @@ class ChunkResult:
     """Sums over the chunk's tokens and the gradient of the chunk's share of the loss.
 
     Attributes:
-        kd: scalar, sum over tokens of T^2 * D (0 for loss "ce").
-        ce: scalar, sum over tokens of the hard-label cross-entropy at T = 1.
-        agree: scalar, count of tokens where student and teacher argmax agree (NaN for "ce").
+        kd: scalar float64, sum over tokens of T^2 * D (0 for loss "ce").
+        ce: scalar float64, sum over tokens of the hard-label cross-entropy at T = 1.
+        agree: scalar, tokens where the student's logit at the teacher's argmax is the student's
+            maximum (NaN for "ce").
         grad: (C, V) d(loss share)/d(student logits), already multiplied by the reduction scale,
             or None when no gradient was asked for.
     """
@@ -68,18 +74,70 @@ class ChunkResult:
     grad: torch.Tensor | None
 
 
-def _lse_from_softmax(x: torch.Tensor, probs: torch.Tensor, amax: torch.Tensor) -> torch.Tensor:
-    """logsumexp of rows of ``x`` from their softmax: x[a] - log(softmax(x)[a]) at the argmax a.
+@dataclass(frozen=True)
+class ChunkWeights:
+    """Weights of the two gradient parts: d(loss)/ds = kd * T * dD/du + ce * (softmax(s) - onehot).
 
-    Exact up to rounding (the softmax at the argmax is >= 1/V, never tiny) and saves a pass.
+    Both already include the reduction scale (1 / num_tokens); zero means that part needs no gradient.
     """
-    col = amax.unsqueeze(1)
-    return x.gather(1, col).squeeze(1) - probs.gather(1, col).squeeze(1).log()
+
+    kd: float
+    ce: float
 
 
-def _rowdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Row-wise dot product of two (C, V) tensors without a (C, V) temporary."""
-    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
+@dataclass
+class _RowSoftmax:
+    """A row softmax kept unnormalised: e = exp(scale * x - m), softmax = e / exp(logz).
+
+    Attributes:
+        e: (C, V) the shifted exponentials.
+        m: (C, 1) the row max of scale * x.
+        logz: (C, 1) log of the row sums of e.
+    """
+
+    e: torch.Tensor
+    m: torch.Tensor
+    logz: torch.Tensor
+
+    @property
+    def lse(self) -> torch.Tensor:
+        """(C, 1) logsumexp of scale * x."""
+        return self.m + self.logz
+
+    def inv_z(self) -> torch.Tensor:
+        """(C, 1) 1 / row sum."""
+        return torch.exp(-self.logz)
+
+    def probs_(self) -> torch.Tensor:
+        """Normalise ``e`` in place and return it (the softmax)."""
+        return self.e.mul_(self.inv_z())
+
+
+def _row_softmax(x: torch.Tensor, scale: float = 1.0, *, x_max: torch.Tensor | None = None,
+                 inplace: bool = False) -> _RowSoftmax:
+    """Softmax parts of ``scale * x`` (scale > 0) along dim 1.
+
+    Args:
+        x: (C, V) values; overwritten when ``inplace``.
+        scale: factor applied to x (1 / T).
+        x_max: (C, 1) row max of x when already known.
+        inplace: reuse x's buffer for the exponentials.
+    """
+    m = (x.amax(1, keepdim=True) if x_max is None else x_max) * scale
+    if inplace:
+        e = (x.mul_(scale) if scale != 1.0 else x).sub_(m)
+    elif scale != 1.0:
+        e = torch.addcmul(-m, x, torch.ones((), dtype=x.dtype, device=x.device), value=scale)
+    else:
+        e = x - m
+    e.exp_()
+    logz = e.sum(1, keepdim=True).log_()
+    return _RowSoftmax(e, m, logz)
+
+
+def _scaled_log(x: torch.Tensor, scale: float, lse: torch.Tensor) -> torch.Tensor:
+    """scale * x - lse as a new tensor (log-softmax once lse is known)."""
+    return torch.addcmul(-lse, x, torch.ones((), dtype=x.dtype, device=x.device), value=scale)
 
 
 def _xdiff(w: torch.Tensor, la: torch.Tensor, lb: torch.Tensor) -> torch.Tensor:
@@ -96,7 +154,8 @@ def _mix_log(la: torch.Tensor, wa: float, lb: torch.Tensor, wb: float) -> torch.
     return torch.logaddexp(la + math.log(wa), lb + math.log(wb))
 
 
-def bucket_divergence(loss: str, lp: torch.Tensor, lq: torch.Tensor, *, beta: float, skew: float
+def bucket_divergence(loss: str, lp: torch.Tensor, lq: torch.Tensor, *, beta: float, skew: float,
+                      p: torch.Tensor | None = None, q: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Divergence between teacher and student bucket distributions, and its R = q * dD/dq.
 
@@ -106,6 +165,7 @@ def bucket_divergence(loss: str, lp: torch.Tensor, lq: torch.Tensor, *, beta: fl
         lq: (C, B) student log-probabilities over the same buckets.
         beta: JSD weight of the teacher in the mixture (0 -> forward KL, 1 -> reverse KL).
         skew: weight of the distribution itself in the skewed mixture (0 -> plain KL).
+        p, q: exp(lp), exp(lq) when already at hand.
 
     Returns:
         (D, R): D (C,) the divergence per token, R (C, B) as in the module docstring.
@@ -114,7 +174,8 @@ def bucket_divergence(loss: str, lp: torch.Tensor, lq: torch.Tensor, *, beta: fl
         loss = "forward_kl"
     elif loss == "jsd" and beta == 1.0:
         loss = "reverse_kl"
-    p, q = lp.exp(), lq.exp()
+    p = lp.exp() if p is None else p
+    q = lq.exp() if q is None else q
     if loss == "forward_kl":
         return _xdiff(p, lp, lq).sum(1), -p
     if loss == "reverse_kl":
@@ -124,20 +185,22 @@ def bucket_divergence(loss: str, lp: torch.Tensor, lq: torch.Tensor, *, beta: fl
         lm = _mix_log(lp, beta, lq, 1.0 - beta)
         rq = _xdiff(q, lq, lm)
         d = beta * _xdiff(p, lp, lm).sum(1) + (1.0 - beta) * rq.sum(1)
-        return d, (1.0 - beta) * rq
+        return d, rq.mul_(1.0 - beta)
     if loss == "skew_forward_kl":
         lm = _mix_log(lp, skew, lq, 1.0 - skew)
         d = _xdiff(p, lp, lm).sum(1)
         r = torch.where(p > 0, (lq + lp - lm).exp(), torch.zeros((), dtype=p.dtype, device=p.device))
-        return d, -(1.0 - skew) * r
+        return d, r.mul_(-(1.0 - skew))
     if loss == "skew_reverse_kl":
         lm = _mix_log(lp, 1.0 - skew, lq, skew)
         rq = _xdiff(q, lq, lm)
-        r = rq if skew == 0.0 else rq - skew * torch.where(q > 0, (2 * lq - lm).exp(), torch.zeros_like(q))
-        return rq.sum(1), r
+        d = rq.sum(1)
+        if skew != 0.0:
+            rq = rq - skew * torch.where(q > 0, (2 * lq - lm).exp(), torch.zeros_like(q))
+        return d, rq
     if loss == "tvd":
         diff = q - p
-        return 0.5 * diff.abs().sum(1), 0.5 * q * diff.sign()
+        return 0.5 * diff.abs().sum(1), diff.sign_().mul_(q).mul_(0.5)
     raise ValueError(f"unknown divergence {loss!r}")
 
 
@@ -148,21 +211,19 @@ def teacher_buckets_from_logits(t: torch.Tensor, k: int, mode: str, temperature:
     k ids, plus the exact remaining mass (logsumexp over the other tokens) as a last bucket.
 
     Args:
-        t: (C, V) teacher logits at T = 1 (owned; may be modified).
+        t: (C, V) teacher logits at T = 1 (owned; overwritten).
         k: number of teacher tokens (< V in tail mode).
         mode: "renorm" or "tail".
         temperature: T.
     """
     argmax = t.argmax(1)
     ids = torch.topk(t, k, dim=1, sorted=False).indices
-    if temperature != 1.0:
-        t.mul_(1.0 / temperature)
-    top = t.gather(1, ids)
+    top = t.gather(1, ids) / temperature
     if mode == "renorm":
         return TeacherBuckets(ids, torch.log_softmax(top, dim=1), argmax)
-    lse = torch.logsumexp(t, dim=1, keepdim=True)
-    tail = torch.logsumexp(t.scatter_(1, ids, float("-inf")), dim=1, keepdim=True)
-    return TeacherBuckets(ids, torch.cat([top - lse, tail - lse], dim=1), argmax)
+    lse = _row_softmax(t, 1.0 / temperature).lse
+    lse_tail = _row_softmax(t.scatter_(1, ids, float("-inf")), 1.0 / temperature, inplace=True).lse
+    return TeacherBuckets(ids, torch.cat([top - lse, lse_tail - lse], dim=1), argmax)
 
 
 def teacher_buckets_from_cache(ids: torch.Tensor, logprobs: torch.Tensor, mode: str, temperature: float
@@ -176,7 +237,7 @@ def teacher_buckets_from_cache(ids: torch.Tensor, logprobs: torch.Tensor, mode: 
 
     Args:
         ids: (C, k) int64 token ids.
-        logprobs: (C, k) log-probabilities at T = 1 (any float dtype).
+        logprobs: (C, k) log-probabilities at T = 1.
         mode: "renorm" or "tail".
         temperature: T.
     """
@@ -188,98 +249,86 @@ def teacher_buckets_from_cache(ids: torch.Tensor, logprobs: torch.Tensor, mode: 
     return TeacherBuckets(ids, torch.log_softmax(logprobs / temperature, dim=1), argmax)
 
 
-@dataclass(frozen=True)
-class ChunkWeights:
-    """Weights of the two gradient parts: d(loss)/ds = kd * T * dD/du + ce * (softmax(s) - onehot).
+# ---- KD paths: each returns (sum over rows of D as float64, kd_scale * dD/du or None, teacher argmax) ----
 
-    Both already include the reduction scale (1 / num_tokens); zero means that part needs no gradient.
+
+def _kd_full_forward_kl(s: torch.Tensor, s_max: torch.Tensor, t: torch.Tensor, temperature: float,
+                        kd_scale: float):
+    """Forward KL over the full vocabulary, the fast path (no log-probability buffers).
+
+    KL(p || q) = sum p * (t - s) / T - lse(t/T) + lse(s/T); dD/du = q - p.
     """
-
-    kd: float
-    ce: float
-
-
-def _student_ce(s: torch.Tensor, labels: torch.Tensor, amax: torch.Tensor, need_softmax: bool
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Hard-label cross-entropy rows (T = 1) and, when asked, softmax(s) (a new (C, V) buffer)."""
-    picked = s.gather(1, labels.unsqueeze(1)).squeeze(1)
-    if not need_softmax:
-        return torch.logsumexp(s, dim=1) - picked, None
-    sm = torch.softmax(s, dim=1)
-    return _lse_from_softmax(s, sm, amax) - picked, sm
-
-
-def _kd_full_forward_kl(u: torch.Tensor, q: torch.Tensor, t: torch.Tensor, temperature: float,
-                        want_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Forward KL over the full vocabulary, the fast path: two softmaxes, one row-dot, q - p.
-
-    KL(p || q) = sum p * (t/T - u) - lse(t/T) + lse(u), computed without log-prob buffers.
-    Returns (D (C,), dD/du (C, V) written into q's buffer, or None).
-    """
-    amax_u = u.argmax(1)
-    if temperature != 1.0:
-        t.mul_(1.0 / temperature)
-    p = torch.softmax(t, dim=1)
-    lse_t = _lse_from_softmax(t, p, t.argmax(1))
-    lse_u = _lse_from_softmax(u, q, amax_u)
-    diff = t.sub_(u)
-    d = _rowdot(p, diff) - lse_t + lse_u
-    bad = ~torch.isfinite(d)
-    if bool(bad.any()):  # -inf teacher logits: 0 * (-inf) in the dot product; apply 0 * log 0 = 0
-        rows = bad.nonzero().squeeze(1)
-        pr, dr = p[rows], diff[rows]
-        fixed = torch.where(pr > 0, pr * dr, torch.zeros_like(pr)).sum(1)
-        d[rows] = fixed - lse_t[rows] + lse_u[rows]
-    if not want_grad:
-        return d, None
-    return d, q.sub_(p)
+    inv_t = 1.0 / temperature
+    t_arg = t.argmax(1, keepdim=True)
+    p_parts = _row_softmax(t, inv_t, x_max=t.gather(1, t_arg))
+    q_parts = _row_softmax(s, inv_t, x_max=s_max)
+    p = p_parts.probs_()
+    rows = t.sub_(s).mul_(p)  # p * (t - s): 0 * (-inf) = NaN where a teacher logit is -inf
+    dots = rows.sum(1, keepdim=True)
+    bad = ~torch.isfinite(dots)
+    if bool(bad.any()):  # apply 0 * log 0 = 0 on rows with -inf teacher logits and a finite lse
+        fix = bad & torch.isfinite(p_parts.lse)
+        dots = torch.where(fix, rows.nan_to_num(nan=0.0).sum(1, keepdim=True), dots)
+    d = dots * inv_t - p_parts.lse + q_parts.lse
+    grad = None
+    if kd_scale:
+        grad = q_parts.e.mul_(q_parts.inv_z() * kd_scale).sub_(p, alpha=kd_scale)
+    return d.double().sum(), grad, t_arg.squeeze(1)
 
 
-def _kd_full_generic(loss: str, u: torch.Tensor, t: torch.Tensor, temperature: float, beta: float, skew: float,
-                     want_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Any divergence over the full vocabulary through bucket_divergence. Returns (D, dD/du)."""
-    lq = torch.log_softmax(u, dim=1)
-    if temperature != 1.0:
-        t.mul_(1.0 / temperature)
-    lp = torch.log_softmax(t, dim=1)
-    d, r = bucket_divergence(loss, lp, lq, beta=beta, skew=skew)
-    if not want_grad:
-        return d, None
-    return d, r.sub_(lq.exp_().mul_(r.sum(1, keepdim=True)))
+def _kd_full_generic(loss: str, s: torch.Tensor, s_max: torch.Tensor, t: torch.Tensor, temperature: float,
+                     beta: float, skew: float, kd_scale: float):
+    """Any divergence over the full vocabulary through bucket_divergence."""
+    inv_t = 1.0 / temperature
+    t_arg = t.argmax(1, keepdim=True)
+    p_parts = _row_softmax(t, inv_t, x_max=t.gather(1, t_arg))
+    q_parts = _row_softmax(s, inv_t, x_max=s_max)
+    lp = t.mul_(inv_t).sub_(p_parts.lse)
+    lq = _scaled_log(s, inv_t, q_parts.lse)
+    q = q_parts.probs_()
+    d, r = bucket_divergence(loss, lp, lq, beta=beta, skew=skew, p=p_parts.probs_(), q=q)
+    grad = None
+    if kd_scale:
+        grad = r.sub_(q.mul_(r.sum(1, keepdim=True))).mul_(kd_scale)
+    return d.double().sum(), grad, t_arg.squeeze(1)
 
 
-def _kd_topk(loss: str, s: torch.Tensor, teacher: TeacherBuckets, temperature: float, beta: float, skew: float,
-             want_grad: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _kd_topk(loss: str, s: torch.Tensor, s_max: torch.Tensor, teacher: TeacherBuckets, temperature: float,
+             beta: float, skew: float, kd_scale: float):
     """A divergence over the teacher's top-k buckets (renorm: k buckets; tail: k + 1).
 
     Student buckets: log softmax(s/T) over the full vocabulary gathered at the teacher ids; renorm
     renormalises them over the k, tail adds the remaining mass as the last bucket.
-    Returns (D (C,), dD/du (C, V) or None).
     """
     ids = teacher.ids
     k = ids.shape[1]
-    su = s.gather(1, ids) / temperature
-    if teacher.logp.shape[1] == k:  # renorm
+    inv_t = 1.0 / temperature
+    su = s.gather(1, ids) * inv_t
+    if teacher.logp.shape[1] == k:  # renorm: only the k gathered logits matter
         lq = torch.log_softmax(su, dim=1)
         d, r = bucket_divergence(loss, teacher.logp, lq, beta=beta, skew=skew)
-        if not want_grad:
-            return d, None
-        g_top = r - lq.exp() * r.sum(1, keepdim=True)
-        return d, torch.zeros_like(s).scatter_add_(1, ids, g_top)
-    u = s.mul_(1.0 / temperature)
-    lse_u = torch.logsumexp(u, dim=1, keepdim=True)
-    u_tail = u.clone().scatter_(1, ids, float("-inf"))
-    lse_tail = torch.logsumexp(u_tail, dim=1, keepdim=True)
-    lq = torch.cat([su - lse_u, lse_tail - lse_u], dim=1)
+        grad = None
+        if kd_scale:
+            g_top = (r - lq.exp() * r.sum(1, keepdim=True)) * kd_scale
+            grad = torch.zeros_like(s).scatter_add_(1, ids, g_top)
+        return d.double().sum(), grad, teacher.argmax
+    q_parts = _row_softmax(s, inv_t, x_max=s_max)
+    masked = (s * inv_t).scatter_(1, ids, float("-inf"))
+    tail_parts = _row_softmax(masked, inplace=True)  # softmax over the tail tokens only
+    lq = torch.cat([su - q_parts.lse, tail_parts.lse - q_parts.lse], dim=1)
     d, r = bucket_divergence(loss, teacher.logp, lq, beta=beta, skew=skew)
-    if not want_grad:
-        return d, None
-    r_sum = r.sum(1, keepdim=True)
-    # Tail tokens: q_l / q_tail * R_tail - q_l * sum(R); q_l / q_tail = softmax over the tail tokens.
-    grad = u_tail.sub_(lse_tail).exp_().mul_(r[:, k:])
-    grad.sub_(u.sub_(lse_u).exp_().mul_(r_sum))
-    # Top-k tokens are their own buckets: R_b - q_b * sum(R) (the tail part above is 0 there).
-    return d, grad.scatter_add_(1, ids, r[:, :k])
+    grad = None
+    if kd_scale:
+        r_sum = r.sum(1, keepdim=True)
+        # Tail tokens: softmax_tail(l) * R_tail - q_l * sum(R); top-k tokens: R_b - q_b * sum(R).
+        grad = tail_parts.e.mul_(tail_parts.inv_z() * r[:, k:] * kd_scale)
+        grad.addcmul_(q_parts.e, q_parts.inv_z() * r_sum, value=-kd_scale)
+        grad.scatter_add_(1, ids, r[:, :k] * kd_scale)
+    return d.double().sum(), grad, teacher.argmax
+
+
+def _is_fast_forward_kl(loss: str, beta: float) -> bool:
+    return loss == "forward_kl" or (loss == "jsd" and beta == 0.0)
 
 
 def chunk_step(s: torch.Tensor, labels: torch.Tensor, teacher: TeacherLogits | TeacherBuckets | None, *,
@@ -288,7 +337,7 @@ def chunk_step(s: torch.Tensor, labels: torch.Tensor, teacher: TeacherLogits | T
     """Loss sums and the analytic gradient for one chunk of counted tokens.
 
     Args:
-        s: (C, V) student logits (owned, float32 or float64; modified in place).
+        s: (C, V) student logits (owned, float32 or float64; overwritten).
         labels: (C,) int64 hard labels, all counted (0 <= label < V).
         teacher: the teacher's chunk (None only for loss "ce").
         loss, temperature, beta, skew: as in LossSpec.
@@ -297,67 +346,38 @@ def chunk_step(s: torch.Tensor, labels: torch.Tensor, teacher: TeacherLogits | T
     Returns:
         ChunkResult with sums over the chunk and grad (C, V) = d(scale * chunk loss)/ds.
     """
-    want_grad = weights is not None
-    ce_grad = want_grad and weights.ce != 0.0
-    fast_fkl = _is_fast_forward_kl(loss, beta, teacher)
-    amax_s = s.argmax(1)
-    ce_rows, sm = _student_ce(s, labels, amax_s, need_softmax=ce_grad or (fast_fkl and temperature == 1.0))
-    zero = torch.zeros((), dtype=s.dtype, device=s.device)
-    if loss == "ce":
-        kd, agree, grad_u = zero, torch.full((), float("nan"), dtype=s.dtype, device=s.device), None
-    else:
-        kd_grad = want_grad and weights.kd != 0.0
-        d, grad_u, t_amax = _kd_rows(loss, s, sm, teacher, temperature, beta, skew, kd_grad, keep_sm=ce_grad)
-        kd = d.sum() * temperature ** 2
-        agree = (amax_s == t_amax).sum().to(s.dtype)
+    kd_w = weights.kd if weights is not None else 0.0
+    ce_w = weights.ce if weights is not None else 0.0
+    kd_scale = kd_w * temperature
+    col = labels.unsqueeze(1)
+    picked = s.gather(1, col)
+    s_max = s.amax(1, keepdim=True)
     grad = None
-    if want_grad:
-        grad = _combine_grad(grad_u, sm, labels, weights, temperature, like=s)
-    return ChunkResult(kd, ce_rows.sum(), agree, grad)
-
-
-def _is_fast_forward_kl(loss: str, beta: float, teacher: object) -> bool:
-    """Forward KL (or JSD at beta = 0) over the full vocabulary: the fast path applies."""
-    return isinstance(teacher, TeacherLogits) and (loss == "forward_kl" or (loss == "jsd" and beta == 0.0))
-
-
-def _kd_rows(loss: str, s: torch.Tensor, sm: torch.Tensor | None, teacher: TeacherLogits | TeacherBuckets,
-             temperature: float, beta: float, skew: float, want_grad: bool, *, keep_sm: bool
-             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Divergence rows D (C,), dD/du (C, V) or None, and the teacher's argmax (C,).
-
-    ``sm`` is softmax(s) when already computed; ``keep_sm`` says it is still needed afterwards.
-    """
-    if isinstance(teacher, TeacherBuckets):
-        d, g = _kd_topk(loss, s, teacher, temperature, beta, skew, want_grad)
-        return d, g, teacher.argmax
-    t = teacher.logits
-    t_amax = t.argmax(1)
-    if _is_fast_forward_kl(loss, beta, teacher):
-        if temperature == 1.0:
-            u, q = s, sm.clone() if (want_grad and keep_sm) else sm
-        else:
-            u = s.mul_(1.0 / temperature)
-            q = torch.softmax(u, dim=1)
-        d, g = _kd_full_forward_kl(u, q, t, temperature, want_grad)
-        return d, g, t_amax
-    u = s if temperature == 1.0 else s.mul_(1.0 / temperature)
-    d, g = _kd_full_generic(loss, u, t, temperature, beta, skew, want_grad)
-    return d, g, t_amax
-
-
-def _combine_grad(grad_u: torch.Tensor | None, sm: torch.Tensor | None, labels: torch.Tensor,
-                  weights: ChunkWeights, temperature: float, like: torch.Tensor) -> torch.Tensor:
-    """d(loss)/ds = kd_w * T * dD/du + ce_w * (softmax(s) - onehot(label)), reusing a buffer."""
-    if grad_u is not None:
-        grad = grad_u.mul_(weights.kd * temperature)
-        if weights.ce != 0.0:
-            grad.add_(sm, alpha=weights.ce)
-    elif weights.ce != 0.0:
-        grad = sm.mul_(weights.ce)
+    if loss == "ce":
+        kd = torch.zeros((), dtype=torch.float64, device=s.device)
+        agree = torch.full((), float("nan"), dtype=torch.float64, device=s.device)
     else:
-        return torch.zeros_like(like)
-    if weights.ce != 0.0:
-        grad.scatter_add_(1, labels.unsqueeze(1),
-                          torch.full((labels.shape[0], 1), -weights.ce, dtype=grad.dtype, device=grad.device))
-    return grad
+        if isinstance(teacher, TeacherBuckets):
+            d_sum, grad, t_arg = _kd_topk(loss, s, s_max, teacher, temperature, beta, skew, kd_scale)
+        elif _is_fast_forward_kl(loss, beta):
+            d_sum, grad, t_arg = _kd_full_forward_kl(s, s_max, teacher.logits, temperature, kd_scale)
+        else:
+            d_sum, grad, t_arg = _kd_full_generic(loss, s, s_max, teacher.logits, temperature, beta, skew,
+                                                  kd_scale)
+        kd = d_sum * temperature ** 2
+        agree = (s.gather(1, t_arg.unsqueeze(1)) == s_max).sum().double()
+    # The hard-label part last: it reuses the student logits' buffer for exp(s - max).
+    sm = _row_softmax(s, x_max=s_max, inplace=True)
+    ce = (sm.lse - picked).double().sum()
+    if weights is not None:
+        grad = _add_ce_grad(grad, sm, col, ce_w)
+    return ChunkResult(kd, ce, agree, grad)
+
+
+def _add_ce_grad(grad: torch.Tensor | None, sm: _RowSoftmax, col: torch.Tensor, ce_w: float) -> torch.Tensor:
+    """grad + ce_w * (softmax(s) - onehot(label)); a zero gradient when neither part has weight."""
+    if not ce_w:
+        return grad if grad is not None else torch.zeros_like(sm.e)
+    factor = sm.inv_z() * ce_w
+    grad = sm.e.mul_(factor) if grad is None else grad.addcmul_(sm.e, factor)
+    return grad.scatter_add_(1, col, torch.full(col.shape, -ce_w, dtype=grad.dtype, device=grad.device))
