@@ -43,15 +43,6 @@ class TensorRef:
     def n_elements(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
 
-    @property
-    def row_bytes(self) -> int:
-        """Bytes of one row (last dimension) as stored."""
-        return self.nbytes // max(1, self.n_rows)
-
-    @property
-    def n_rows(self) -> int:
-        return self.n_elements // self.shape[-1] if self.shape else 1
-
 
 def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
     """Widen bfloat16 values stored as uint16 to float32 (exact)."""

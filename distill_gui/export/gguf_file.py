@@ -142,7 +142,7 @@ def plan_export(model_dir: str | Path, gguf_type: str = "f16", *, pre_tokenizer:
     vocab = None
     if with_vocab:
         vocab = load_vocab(model_dir, n_rows, pre_tokenizer=pre_tokenizer,
-                           eos_from_config=checkpoint.config.get("eos_token_id"))
+                           model_config=checkpoint.config)
         warnings += vocab.warnings
     warnings += _config_warnings(checkpoint.config, hp)
     return ExportPlan(model_dir, spec, hp, checkpoint, gguf_type, tensors, vocab, warnings)

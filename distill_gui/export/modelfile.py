@@ -49,7 +49,7 @@ def build_modelfile(model_dir: str | Path, gguf_name: str, *, system: str | None
     model_dir = Path(model_dir)
     config = read_json(model_dir / "config.json", what="model config")
     trained_ctx = int(config.get("max_position_embeddings") or DEFAULT_NUM_CTX)
-    vocab = load_vocab(model_dir, _embedding_rows(config), detect_pre=False)
+    vocab = load_vocab(model_dir, _embedding_rows(config), model_config=config, detect_pre=False)
     bos = vocab.tokens[vocab.special_ids["bos"]] if "bos" in vocab.special_ids else ""
     eos = vocab.tokens[vocab.special_ids["eos"]] if "eos" in vocab.special_ids else ""
     choice = derive_template(vocab.chat_template, bos=bos, eos=eos, add_bos=vocab.add_bos)

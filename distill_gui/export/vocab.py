@@ -43,12 +43,6 @@ class GGUFVocab:
     chat_template: str | None = None
     warnings: list[str] = field(default_factory=list)
 
-    def token_id(self, text: str) -> int | None:
-        try:
-            return self.tokens.index(text)
-        except ValueError:
-            return None
-
     def write(self, writer: Any) -> None:
         """Add the tokenizer KVs to a ``gguf.GGUFWriter``."""
         writer.add_tokenizer_model(self.model)
@@ -70,13 +64,6 @@ class GGUFVocab:
         if self.chat_template:
             writer.add_chat_template(self.chat_template)
 
-    def kv_nbytes(self) -> int:
-        """Approximate bytes these KVs take in the file (for size estimates)."""
-        strings = sum(8 + len(t.encode("utf-8")) for t in self.tokens)
-        strings += sum(8 + len(m.encode("utf-8")) for m in self.merges)
-        numbers = 4 * len(self.types) + (4 * len(self.scores) if self.scores else 0)
-        return strings + numbers + len((self.chat_template or "").encode("utf-8")) + 1024
-
 
 def read_chat_template(model_dir: Path) -> str | None:
     """The chat template the model was trained with: tokenizer_config.json, else chat_template.jinja/.json."""
@@ -93,14 +80,14 @@ def read_chat_template(model_dir: Path) -> str | None:
 
 
 def load_vocab(model_dir: str | Path, n_rows: int, *, pre_tokenizer: str | None = None,
-               eos_from_config: Any = None, detect_pre: bool = True) -> GGUFVocab:
+               model_config: dict[str, Any] | None = None, detect_pre: bool = True) -> GGUFVocab:
     """Build the GGUF vocabulary of a HF model folder.
 
     Args:
         model_dir: The HF folder.
         n_rows: Rows of the embedding matrix; the token list is padded to exactly this many.
         pre_tokenizer: A llama.cpp pre-tokenizer name to use instead of detecting one.
-        eos_from_config: ``eos_token_id`` from config.json, used when the tokenizer config names none.
+        model_config: config.json; its ``*_token_id`` values are used where the tokenizer config names none.
         detect_pre: False skips naming the pre-tokenizer (for callers that only need special tokens).
 
     Raises:
@@ -117,7 +104,7 @@ def load_vocab(model_dir: str | Path, n_rows: int, *, pre_tokenizer: str | None 
         raise ExportInputError(f"{model_dir} has no tokenizer: expected tokenizer.json (byte-level BPE) or "
                                f"tokenizer.model (SentencePiece). Save the tokenizer next to the model.")
     vocab.chat_template = read_chat_template(model_dir)
-    _set_special_ids(vocab, tok_config, eos_from_config)
+    _set_special_ids(vocab, tok_config, model_config or {})
     _set_add_bos_eos(vocab, tok_json, tok_config)
     return vocab
 
@@ -210,16 +197,18 @@ def _token_text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _set_special_ids(vocab: GGUFVocab, tok_config: dict[str, Any], eos_from_config: Any) -> None:
+def _set_special_ids(vocab: GGUFVocab, tok_config: dict[str, Any], model_config: dict[str, Any]) -> None:
     index = {t: i for i, t in enumerate(vocab.tokens)}
-    for kind, key in (("bos", "bos_token"), ("eos", "eos_token"), ("pad", "pad_token"), ("unk", "unk_token")):
-        text = _token_text(tok_config.get(key))
+    for kind in ("bos", "eos", "pad", "unk"):
+        text = _token_text(tok_config.get(f"{kind}_token"))
         if text is not None and text in index:
             vocab.special_ids[kind] = index[text]
-    if "eos" not in vocab.special_ids and eos_from_config is not None:
-        eos = eos_from_config[0] if isinstance(eos_from_config, list) and eos_from_config else eos_from_config
-        if isinstance(eos, int) and 0 <= eos < len(vocab.tokens):
-            vocab.special_ids["eos"] = eos
+            continue
+        token_id = model_config.get(f"{kind}_token_id")   # e.g. Qwen names no bos_token, config.json does
+        if isinstance(token_id, list):   # Llama-3.1 lists several eos ids: the first is the main one
+            token_id = token_id[0] if token_id else None
+        if isinstance(token_id, int) and 0 <= token_id < len(vocab.tokens) and kind not in vocab.special_ids:
+            vocab.special_ids[kind] = token_id
     for text in END_OF_TURN_TOKENS:
         if text in index and vocab.chat_template and text in vocab.chat_template:
             vocab.special_ids["eot"] = index[text]

@@ -130,6 +130,15 @@ def test_deepseek_v3_and_r1_distill_tokenizers_are_named():
     assert detect_pre_tokenizer(tok_json, "x") == "deepseek-v3"
 
 
+def test_special_ids_fall_back_to_config_json(model_factory):
+    """Qwen's tokenizer config names no bos_token; config.json's bos_token_id still reaches the GGUF."""
+    folder, _, tok = model_factory("qwen2", False)
+    config = {"bos_token_id": tok.convert_tokens_to_ids("<|endoftext|>"), "eos_token_id": [tok.eos_token_id, 7]}
+    vocab = load_vocab(folder, len(tok), model_config=config)
+    assert vocab.special_ids["bos"] == config["bos_token_id"] and vocab.add_bos is False
+    assert vocab.special_ids["eos"] == tok.eos_token_id   # the tokenizer config wins where it names one
+
+
 def test_a_folder_without_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(ExportInputError, match="has no tokenizer"):
         load_vocab(tmp_path, 100)
