@@ -85,7 +85,7 @@ def test_yarn_rope_scaling_writes_its_keys(model_factory, tmp_path):
 
 @pytest.mark.parametrize("gguf_type,max_kl,min_agreement", [("f16", 2e-5, 0.95), ("bf16", 1e-3, 0.85),
                                                             ("q8_0", 5e-3, 0.8)])
-@pytest.mark.parametrize("arch,tie", [("llama", False), ("qwen3", True)])
+@pytest.mark.parametrize("arch,tie", ARCH_CASES)
 def test_16_and_8_bit_exports_agree_with_hf(gguf_type, max_kl, min_agreement, arch, tie, model_factory,
                                             sample_ids, tmp_path):
     folder, model, _ = model_factory(arch, tie)
