@@ -13,6 +13,7 @@ GGUF's own Jinja template; older versions fall back to a guess.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -132,14 +133,12 @@ def _inst_go(*, open_: str, close: str, asst_prefix: str, asst_suffix: str, syst
 def _inst_variants(bos: str, eos: str) -> list[tuple[str, str]]:
     variants = [("llama2", _inst_go(open_="[INST] ", close=" [/INST]", asst_prefix=" ", asst_suffix=f" {eos}",
                                     system="llama2", turn_bos=bos))]
-    for system in ("first", "last", "none"):
-        for open_ in ("[INST] ", " [INST] "):
-            for close in (" [/INST]", "[/INST]"):
-                for asst_prefix in (" ", ""):
-                    for asst_suffix in (eos, f"{eos} ", f" {eos}"):
-                        name = f"mistral(system={system},open={open_!r},close={close!r},answer={asst_prefix!r}..{asst_suffix!r})"
-                        variants.append((name, _inst_go(open_=open_, close=close, asst_prefix=asst_prefix,
-                                                        asst_suffix=asst_suffix, system=system, turn_bos="")))
+    knobs = itertools.product(("first", "last", "none"), ("[INST] ", " [INST] "), (" [/INST]", "[/INST]"),
+                              (" ", ""), (eos, f"{eos} ", f" {eos}"))
+    for system, open_, close, prefix, suffix in knobs:
+        name = f"mistral(system={system},open={open_!r},close={close!r},answer={prefix!r}..{suffix!r})"
+        variants.append((name, _inst_go(open_=open_, close=close, asst_prefix=prefix, asst_suffix=suffix,
+                                        system=system, turn_bos="")))
     return variants
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 _ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.S)
 _TOKEN = re.compile(r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<raw>`[^`]*`)|(?P<num>-?\d+)|(?P<decl>:=)|(?P<eq>=)
-    |(?P<comma>,)|(?P<lp>\()|(?P<rp>\))|(?P<pipe>\|)|(?P<var>\$\w*(?:\.\w+)*)|(?P<field>(?:\.\w+)+|\.)|(?P<ident>\w+))""", re.X)
+    |(?P<comma>,)|(?P<lp>\()|(?P<rp>\))|(?P<pipe>\|)|(?P<var>\$\w*(?:\.\w+)*)|(?P<field>(?:\.\w+)+|\.)
+    |(?P<ident>\w+))""", re.X)
 _GO_SPACE = " \t\r\n"
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
 
