@@ -192,3 +192,17 @@ def test_embedding_rows_beyond_the_tokenizer_get_unique_pad_tokens(model_factory
     assert tokens[len(tok):] == [f"[PAD{i}]" for i in range(len(tok), len(tok) + 8)]
     assert set(types[len(tok):]) == {5}   # UNUSED
     assert len(set(tokens)) == len(tokens)
+
+
+def test_old_pytorch_bin_checkpoints_export_too(model_factory, sample_ids, tmp_path):
+    import shutil
+
+    import torch
+
+    folder, model, _ = model_factory("qwen2", False)
+    old = tmp_path / "old"
+    shutil.copytree(folder, old, ignore=shutil.ignore_patterns("*.safetensors"))
+    torch.save(model.state_dict(), old / "pytorch_model.bin")
+    out = tmp_path / "from-bin.gguf"
+    export_gguf(old, out, gguf_type="f32")
+    assert _max_rel_diff(model, GGUFModel(out), sample_ids["qwen"]) < 2e-5
