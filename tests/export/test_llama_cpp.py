@@ -38,7 +38,7 @@ def test_llama_cpp_logits_match_hf(arch, tie, rope, model_factory, bpe_tokenizer
     llm.eval(ids)
     got = np.asarray(llm.scores[: len(ids)], dtype=np.float64)
     ref = hf_logits(model, ids)
-    assert np.abs(got - ref).max() < 1e-3 * np.abs(ref).max()
+    assert np.abs(got - ref).max() < 2e-5 * np.abs(ref).max()
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
@@ -50,3 +50,25 @@ def test_llama_cpp_tokenizes_tricky_text_like_hf(arch, model_factory, tmp_path):
     turn_end = "<|eot_id|>" if arch == "llama" else "<|im_end|>"
     for text in TRICKY + [f"question 42{turn_end}\nanswer{turn_end} tail"]:
         assert llm.tokenize(text.encode(), add_bos=True, special=True) == tok(text).input_ids, text
+
+
+def test_llama_cpp_reads_a_sentencepiece_export(spm_proto, tmp_path):
+    import json
+
+    from distill_gui.engine.tiny import make_tiny_model
+
+    proto, sp = spm_proto
+    folder = tmp_path / "spm"
+    model = make_tiny_model("mistral", sp.get_piece_size(), init_std=0.2, bos_token_id=1, eos_token_id=2)
+    model.save_pretrained(str(folder))
+    (folder / "tokenizer.model").write_bytes(proto)
+    (folder / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>"}))
+    export_gguf(folder, tmp_path / "m.gguf", gguf_type="f32")
+    llm = _load(tmp_path / "m.gguf")
+    for text in [t for t in TRICKY if t]:
+        assert llm.tokenize(text.encode(), add_bos=True) == [sp.bos_id()] + sp.encode(text), text
+    ids = [sp.bos_id()] + sp.encode("The teacher explains 12 rivers to the student.")
+    llm.reset()
+    llm.eval(ids)
+    ref = hf_logits(model, ids)
+    assert np.abs(np.asarray(llm.scores[: len(ids)], dtype=np.float64) - ref).max() < 2e-5 * np.abs(ref).max()
