@@ -359,17 +359,29 @@ def tokenize_rows(rows: list[Row], tokenizer, *, max_length: int, loss_on: str,
     return examples, skipped
 
 
-def load_datasets(data_cfg, tokenizer, *, seed: int, on_event: EventCallback = ignore_events) -> Datasets:
+def read_data(data_cfg, *, seed: int) -> tuple[list[Row], list[Row]]:
+    """Read (and split) the train and eval rows of a ``DataConfig``; cheap, so it runs before model loading.
+
+    Raises:
+        DataError: a problem in a file (file + line).
+    """
+    rows = read_rows(data_cfg.train, role="train")
+    if data_cfg.eval:
+        return rows, read_rows(data_cfg.eval, role="eval")
+    return split_eval(rows, data_cfg.eval_fraction, seed)
+
+
+def load_datasets(data_cfg, tokenizer, *, seed: int, on_event: EventCallback = ignore_events,
+                  rows: tuple[list[Row], list[Row]] | None = None) -> Datasets:
     """Read, split and tokenize the train (and eval) data of a ``DataConfig``.
+
+    Args:
+        rows: (train, eval) rows already read by :func:`read_data`.
 
     Raises:
         DataError: a problem in a file (file + line), or no row left with anything to learn.
     """
-    rows = read_rows(data_cfg.train, role="train")
-    if data_cfg.eval:
-        train_rows, eval_rows = rows, read_rows(data_cfg.eval, role="eval")
-    else:
-        train_rows, eval_rows = split_eval(rows, data_cfg.eval_fraction, seed)
+    train_rows, eval_rows = rows if rows is not None else read_data(data_cfg, seed=seed)
     kwargs = dict(max_length=data_cfg.max_length, loss_on=data_cfg.loss_on, on_event=on_event)
     train, skipped = tokenize_rows(train_rows, tokenizer, label="train", **kwargs)
     held, skipped_eval = tokenize_rows(eval_rows, tokenizer, label="eval", **kwargs)
@@ -381,7 +393,7 @@ def load_datasets(data_cfg, tokenizer, *, seed: int, on_event: EventCallback = i
     if skipped + skipped_eval:
         notes.append(f"{skipped + skipped_eval} row(s) skipped: their response starts after max_length = "
                      f"{data_cfg.max_length} tokens.")
-    if not getattr(tokenizer, "chat_template", None) and any(r.messages for r in rows[:100]):
+    if not getattr(tokenizer, "chat_template", None) and any(r.messages for r in train_rows[:100]):
         notes.append("The student's tokenizer has no chat template: chat rows are written as 'User: ...' / "
                      "'Assistant: ...' lines.")
     return Datasets(train, held, skipped + skipped_eval, notes)

@@ -34,7 +34,7 @@ from ..config import RunConfig
 from ..errors import ConfigError, DistillError, ModelError, TrainingError
 from . import checkpoint as ckpt
 from . import models as M
-from .data import BatchStream, Example, collate, load_datasets
+from .data import BatchStream, Example, collate, load_datasets, read_data
 from .device import (choose, device_description, memory_in_use, release_cached_memory,
                      resolve_device)
 from .events import (CheckpointSaved, Control, EvalMetrics, EventCallback, Failed, Finished, LogMessage, Paused,
@@ -198,9 +198,10 @@ class _Session:
             raise ConfigError(f"[teacher] model = '{cfg.teacher.model}': an Ollama teacher gives answers, not "
                               f"probabilities, so it cannot drive loss = '{self.spec.loss}' here. Use a Hugging "
                               f"Face teacher, or loss = 'ce' on the teacher's answers.")
-        checkpoint = self._prepare_run_dir()
+        self.rows = read_data(cfg.data, seed=cfg.train.seed)  # a bad row stops the run before anything is written
         self.choice = choose(resolve_device(cfg.train.device), cfg.train.precision, cfg.teacher.dtype,
                              cfg.student.dtype)
+        checkpoint = self._prepare_run_dir()
         _seed_everything(cfg.train.seed)
         self._load_models(checkpoint)
         self._load_data()
@@ -263,7 +264,7 @@ class _Session:
         rows_s = student.get_input_embeddings().weight.shape[0]
         self.vocab_size = self._check_vocab(rows_s)
         if cfg.train.gradient_checkpointing:
-            student.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            _enable_checkpointing(student)
         if lora:
             student = self._wrap_lora(student, checkpoint)
         student.train()
@@ -317,7 +318,7 @@ class _Session:
 
     def _load_data(self) -> None:
         cfg = self.cfg
-        data = load_datasets(cfg.data, self.tokenizer, seed=cfg.train.seed, on_event=self.emit)
+        data = load_datasets(cfg.data, self.tokenizer, seed=cfg.train.seed, on_event=self.emit, rows=self.rows)
         self.data_notes = data.notes
         self.eval_examples = data.eval
         self.stream = BatchStream(data.train, cfg.train.batch_size, cfg.train.seed, self.tokenizer.pad_token_id)
@@ -594,6 +595,15 @@ class _Window:
 
     def mean(self, index: int) -> float:
         return float(self.sums[index]) / max(1, self.steps)
+
+
+def _enable_checkpointing(model) -> None:
+    """Recompute activations in the backward pass (non-reentrant: works with frozen inputs and LoRA)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _seed_everything(seed: int) -> None:
