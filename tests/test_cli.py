@@ -126,3 +126,26 @@ def test_plan_prints_the_estimate_and_the_verdict(run_config, capsys):
     assert first.startswith("Needs about ") and " free on cpu: " in first and first.endswith(("fits.", "not fit."))
     for part in ("teacher weights", "student weights", "gradients", "optimizer state", "activations", "loss"):
         assert part in out
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal():
+    import io
+
+    from distill_gui.commands.train import ProgressPrinter, format_duration
+    from distill_gui.engine.events import EvalMetrics, StepMetrics
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    printer = ProgressPrinter(out)
+    for step in (1, 2):
+        printer(StepMetrics(step=step, total_steps=4, loss=1.5, kd=1.0, ce=2.0, lr=1e-3, grad_norm=1.0,
+                            tokens_per_s=1234.0, agreement=0.5, memory_bytes=0, elapsed_s=1.0, eta_s=125.0))
+    printer(EvalMetrics(step=2, loss=1.4, kd=1.0, ce=1.9, perplexity=6.7, agreement=0.5))
+    text = out.getvalue()
+    assert text.count("\r\033[K") == 3 and "\n" not in text.split("eval at step 2")[0]  # bar lines overwrite
+    assert "step 2/4 [############------------]  50%" in text and "agree 50.0%" in text and "ETA 2m05s" in text
+    assert text.endswith("eval at step 2: loss 1.4000, perplexity 6.70, agreement 50.0%\n")
+    assert format_duration(3725) == "1h02m" and format_duration(None) == "?"

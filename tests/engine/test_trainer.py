@@ -269,3 +269,40 @@ def test_a_loss_that_becomes_nan_stops_with_a_training_error(tmp_path, toy, monk
     with pytest.raises(TrainingError, match="became nan at step 1") as info:
         T.train(_config(tmp_path, toy, "nan", train={"max_steps": 2}), on_event=events.append)
     assert info.value.exit_code == 1 and isinstance(events[-1], Failed)
+
+
+def test_padded_teacher_embedding_is_restricted_to_the_real_vocabulary(tmp_path, toy):
+    """A teacher with 24 extra (padding) rows that would grab probability mass: the run's KD term must
+    equal the reference over the shared vocabulary, renormalised there (never zero-padded logits)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill_gui.engine.tiny import save_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(toy.teacher))
+    vocab = len(tokenizer)
+    teacher = AutoModelForCausalLM.from_pretrained(str(toy.teacher))
+    teacher.resize_token_embeddings(vocab + 24)
+    with torch.no_grad():
+        teacher.lm_head.weight[vocab:] = 3 * teacher.lm_head.weight[:vocab].std() * torch.randn(24, 64)
+    teacher.save_pretrained(str(tmp_path / "padded"))
+    save_tokenizer(tokenizer, tmp_path / "padded")
+    eval_file = write_jsonl(tmp_path / "eval.jsonl", [{"text": t} for t in toy_rows(6, seed=11)])
+    cfg = _config(tmp_path, toy, "padded", train={"max_steps": 1}, data={"eval": str(eval_file)})
+    cfg.teacher.model = str(tmp_path / "padded")
+    events = []
+    T.train(cfg, on_event=events.append)
+    assert any(isinstance(e, LogMessage) and "restricted to the" in e.message for e in events)
+    first_eval = next(e for e in events if isinstance(e, EvalMetrics))
+
+    student = AutoModelForCausalLM.from_pretrained(str(toy.student)).eval()
+    kd_sum, tokens = 0.0, 0
+    with torch.no_grad():
+        for text in toy_rows(6, seed=11):
+            ids = torch.tensor([tokenizer(text)["input_ids"] + [tokenizer.eos_token_id]])
+            s = student(input_ids=ids).logits[0, :-1].double()
+            t = teacher(input_ids=ids).logits[0, :-1, :vocab].double()
+            assert teacher(input_ids=ids).logits.shape[-1] == vocab + 24
+            p_log, q_log = torch.log_softmax(t / 2, -1), torch.log_softmax(s / 2, -1)
+            kd_sum += float(4 * (p_log.exp() * (p_log - q_log)).sum())
+            tokens += ids.shape[1] - 1
+    assert first_eval.step == 0 and first_eval.kd == pytest.approx(kd_sum / tokens, rel=1e-4)
