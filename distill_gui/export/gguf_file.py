@@ -3,8 +3,9 @@
 The file is produced in two steps. ``gguf.GGUFWriter`` writes the header, the key/values and the
 tensor table (names, shapes, types, offsets) from a plan made from the safetensors headers alone.
 Then each tensor's data is appended block by block (read rows -> convert -> write), padded to the
-GGUF alignment, so peak memory is one block, not the model. Everything goes to a temporary file
-next to the target that is renamed only when complete.
+GGUF alignment; two threads read and convert a few blocks ahead of the writer, so peak memory is a
+few blocks, not the model. Everything goes to a temporary file next to the target that is fsynced
+and renamed only when complete.
 
 Tensor types: 1-D tensors and norms stay F32; other weights get the requested type. Quantized types
 fall back to F16 for rows not divisible by the block size, and (for 4/5-bit types) the output head
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import time
+import uuid
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -248,13 +249,13 @@ def estimate_gguf_size(model_dir: str | Path, gguf_type: str) -> int:
 def _temp_path(out_path: Path) -> Path:
     if not out_path.parent.is_dir():
         raise ExportInputError(f"output folder {out_path.parent} does not exist.")
+    tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex[:12]}.partial")
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".partial", dir=out_path.parent)
+        open(tmp, "xb").close()   # not mkstemp: the finished file should get the usual (umask) permissions
     except OSError as exc:
         raise ExportInputError(f"cannot write into {out_path.parent}: {exc.strerror or exc}. Choose a folder you "
                                f"can write to.") from exc
-    os.close(fd)
-    return Path(name)
+    return tmp
 
 
 def _fast_writer_class():

@@ -178,3 +178,16 @@ def test_untied_status_is_inferred_when_the_config_does_not_say(model_factory, t
         (copy / "config.json").write_text(json.dumps(config))
         names = [t.name for t in gguf_file.plan_export(copy, "f16", with_vocab=False).tensors]
         assert ("output.weight" in names) is (not tie)
+
+
+def test_the_written_file_gets_the_usual_permissions(model_factory, tmp_path):
+    import os
+    import stat
+
+    folder, _, _ = model_factory("qwen2", False)
+    umask = os.umask(0o022)
+    try:
+        info = export_gguf(folder, tmp_path / "m.gguf")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(info.path.stat().st_mode) == 0o644
