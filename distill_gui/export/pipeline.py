@@ -104,6 +104,10 @@ def export_model(model_dir: str | Path, out_dir: str | Path, *, gguf_type: str =
         raise ExportInputError(f"GGUF type {gguf_type!r} is not supported; choose one of {', '.join(GGUF_TYPE_NAMES)}.")
     name = validate_ollama_name(name) if name else default_model_name(model_dir)
     quantize = check_quantize(quantize, gguf_type)
+    if register:   # the client's own name rules too, before anything is written
+        from ..ollama import check_model_name
+
+        check_model_name(name)
     plan = plan_export(model_dir, gguf_type, pre_tokenizer=pre_tokenizer)
     out = prepare_out_dir(out_dir)
     gguf_name = gguf_file_name(name)
