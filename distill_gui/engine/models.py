@@ -126,6 +126,8 @@ def resolve_model(ref: str, *, weights: bool = True, trust_remote_code: bool = F
     """
     if not ref:
         raise ModelError(f"No {role} model given. Set [{role}] model to a hub id or a local folder.")
+    if ref.startswith("ollama:"):
+        raise ModelError(f"{role} '{ref}' is an Ollama model: it has no Hugging Face files to inspect or load here.")
     if is_local_ref(ref):
         return _check_local_folder(Path(ref).expanduser(), ref, role)
     if not HUB_ID.match(ref):
@@ -228,6 +230,13 @@ def read_model_config(folder: str | os.PathLike) -> dict[str, Any]:
     if isinstance(text, dict):
         config = {**config, **{k: v for k, v in text.items() if k not in ("architectures",)}}
     return config
+
+
+def published_dtype(folder: str | os.PathLike) -> str:
+    """The dtype a model's weights were published in (its config), as a torch dtype name; float32 if unknown."""
+    config = read_model_config(folder)
+    name = str(config.get("dtype") or config.get("torch_dtype") or "float32").replace("torch.", "")
+    return name if name in ("float32", "bfloat16", "float16") else "float32"
 
 
 def inspect_model(ref: str, *, trust_remote_code: bool = False, on_event: EventCallback | None = None) -> ModelInfo:
@@ -498,8 +507,8 @@ def derive_student(teacher_ref: str, keep_layers: list[int], out_dir: str | os.P
     if marker.is_file() and _read_json(marker) == wanted:
         return out_dir
     on_event(PhaseProgress("derive", 0, 1, "", f"deriving the student from layers {keep} of {teacher_ref}"))
-    model = load_model(teacher_folder, dtype="float32", device="cpu", trust_remote_code=trust_remote_code,
-                       ref=teacher_ref, role="teacher")
+    model = load_model(teacher_folder, dtype=published_dtype(teacher_folder), device="cpu",
+                       trust_remote_code=trust_remote_code, ref=teacher_ref, role="teacher")
     _keep_decoder_layers(model, keep, teacher_ref)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

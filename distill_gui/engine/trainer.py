@@ -24,6 +24,7 @@ import random
 import shutil
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,15 +139,14 @@ def final_hidden(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Te
     return logits.reshape(-1, logits.shape[-1]), None
 
 
-_HEAD_CHECKS: dict[int, bool] = {}
+_HEAD_CHECKS: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
 
 
 def uses_hidden_path(model) -> bool:
-    """True when ``head(backbone(x))`` reproduces the model's logits (checked once, on 4 tokens)."""
-    key = id(model)
-    if key not in _HEAD_CHECKS:
-        _HEAD_CHECKS[key] = _check_hidden_path(model)
-    return _HEAD_CHECKS[key]
+    """True when ``head(backbone(x))`` reproduces the model's logits (checked once per model, on 4 tokens)."""
+    if model not in _HEAD_CHECKS:
+        _HEAD_CHECKS[model] = _check_hidden_path(model)
+    return _HEAD_CHECKS[model]
 
 
 def _check_hidden_path(model) -> bool:
@@ -260,7 +260,7 @@ class _Session:
         student = M.load_model(source, dtype=choice.student_dtype, device=choice.device,
                                trust_remote_code=cfg.student.trust_remote_code, ref=cfg.student.model, role="student")
         student.config.use_cache = False
-        self.final_dtype = _saved_dtype(student_folder)
+        self.final_dtype = M.published_dtype(student_folder)
         rows_s = student.get_input_embeddings().weight.shape[0]
         self.vocab_size = self._check_vocab(rows_s)
         if cfg.train.gradient_checkpointing:
@@ -569,10 +569,6 @@ class _Session:
         if self.metrics_file is not None:
             self.metrics_file.close()
             self.metrics_file = None
-        for model in (self.student, self.teacher):
-            if model is not None:
-                _HEAD_CHECKS.pop(id(model), None)
-                _HEAD_CHECKS.pop(id(M.unwrap(model)), None)
 
 
 class _Window:
@@ -618,13 +614,6 @@ def _count(model, trainable: bool = False) -> int:
     if model is None:
         return 0
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
-
-
-def _saved_dtype(folder: Path) -> str:
-    """The dtype the student's weights were published in (final/ is written in it)."""
-    config = M.read_model_config(folder)
-    name = str(config.get("dtype") or config.get("torch_dtype") or "float32").replace("torch.", "")
-    return name if name in ("float32", "bfloat16", "float16") else "float32"
 
 
 def _json_number(value: Any) -> Any:

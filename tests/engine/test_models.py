@@ -185,3 +185,20 @@ def test_asking_for_cuda_without_a_gpu_is_a_config_error():
         choose("cpu", "fp16")
     assert resolve_device("auto") in ("cpu", "mps")
     assert choose("cpu").precision == "fp32" and choose("cpu").teacher_dtype == "float32"
+
+
+def test_derived_student_keeps_the_teachers_published_dtype(tiny_pair, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    bf16 = tmp_path / "bf16-teacher"
+    AutoModelForCausalLM.from_pretrained(str(tiny_pair[0]), dtype=torch.bfloat16).save_pretrained(str(bf16))
+    shutil.copy(tiny_pair[0] / "tokenizer.json", bf16)
+    shutil.copy(tiny_pair[0] / "tokenizer_config.json", bf16)
+    out = M.derive_student(str(bf16), [0, 3], tmp_path / "student")
+    assert {t.dtype for t in load_weights(out).values()} == {torch.bfloat16}
+    assert M.published_dtype(out) == "bfloat16"
+
+
+def test_an_ollama_reference_is_not_a_hugging_face_model():
+    with pytest.raises(ModelError, match="is an Ollama model"):
+        M.inspect_model("ollama:llama3.2")
