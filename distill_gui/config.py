@@ -50,6 +50,24 @@ class TeacherConfig:
     load_in: str = _f("full", "Load the teacher quantized to 8 or 4 bits (CUDA + bitsandbytes) to save GPU memory.",
                       ("full", "8bit", "4bit"))
     trust_remote_code: bool = _f(False, "Allow running Python code shipped with the model repository (off unless you trust it).")
+    cache_top_k: int = _f(0, "0 runs the teacher next to the student; k > 0 runs it once over the data first, stores "
+                             "its top-k log-probabilities on disk (32-128 is typical) and trains from that cache, so "
+                             "teacher and student never share the GPU.", min=0, max=1024)
+    cache_dtype: str = _f("float16", "How the teacher cache stores log-probabilities: float16 (6 bytes per entry with "
+                                     "its token id) or float32 (8 bytes, exact).", ("float16", "float32"))
+    generate: bool = _f(False, "Let the teacher write the answers first (sequence-level KD): [data] train then holds "
+                               "prompts ({\"prompt\"} or {\"messages\"} rows). Always on for an ollama: teacher.")
+    gen_temperature: float = _f(0.0, "Sampling temperature of the teacher's answers (0 = always its most likely token).",
+                                min=0.0)
+    gen_seed: int = _f(42, "Seed of the teacher's sampling: the same seed gives the same answers.")
+    gen_max_tokens: int = _f(512, "Longest answer the teacher may write, in its own tokens.", min=1)
+    gen_num_ctx: int = _f(4096, "Context window an Ollama teacher runs with (the same for every request, so it never "
+                                "reloads); prompts Ollama had to shorten are left out.", min=64)
+    gen_think: bool = _f(False, "Let a thinking model reason before answering (the reasoning is not trained on).")
+    gen_parallel: int = _f(2, "Prompts answered at once: requests in flight to Ollama, or the batch of an HF teacher.",
+                           min=1, max=64)
+    top_logprobs: int = _f(20, "Ollama teacher: alternatives per answer token (0-20), used as soft targets when its "
+                               "tokens line up with the student's tokenizer; 0 = learn the answers only.", min=0, max=20)
 
 
 @dataclass
