@@ -35,6 +35,7 @@ from ..config import RunConfig
 from ..errors import ConfigError, DistillError, ModelError, TrainingError
 from . import checkpoint as ckpt
 from . import models as M
+from . import teacher_phase
 from .data import BatchStream, Example, collate, load_datasets, read_data
 from .device import (choose, device_description, memory_in_use, release_cached_memory,
                      resolve_device)
@@ -42,6 +43,7 @@ from .events import (CheckpointSaved, Control, EvalMetrics, EventCallback, Faile
                      PhaseProgress, Resumed, RunStarted, StepMetrics, ignore_events)
 from .losses import LossResult, LossSpec, distill_loss
 from .optim import build_optimizer, build_scheduler
+from .teacher_cache import PhaseStopped
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.toml"
@@ -78,6 +80,8 @@ def train(cfg: RunConfig, on_event: EventCallback = ignore_events, control: Cont
         session.setup()
         stopped = session.loop()
         return session.finish(stopped)
+    except PhaseStopped as stop:  # stopped while the teacher answered or was cached: nothing trained yet
+        return session.stopped_before_training(stop.phase)
     except DistillError as exc:
         on_event(Failed(exc.message, exc.details))
         raise
@@ -98,7 +102,8 @@ def train(cfg: RunConfig, on_event: EventCallback = ignore_events, control: Cont
 
 
 def compute_batch_loss(student, teacher, batch: dict[str, torch.Tensor], spec: LossSpec, *,
-                       vocab_size: int | None, num_tokens: int | None) -> LossResult:
+                       vocab_size: int | None, num_tokens: int | None,
+                       teacher_topk: tuple[torch.Tensor, torch.Tensor] | None = None) -> LossResult:
     """Student forward, teacher forward under no_grad, and the distillation loss of one micro-batch.
 
     Args:
@@ -109,6 +114,7 @@ def compute_batch_loss(student, teacher, batch: dict[str, torch.Tensor], spec: L
         spec: The loss settings.
         vocab_size: Shared real vocabulary V (None: the models' common width).
         num_tokens: Counted tokens of the whole optimizer step (the divisor of the mean).
+        teacher_topk: Cached teacher (ids (B * L, k), logprobs (B * L, k)) used instead of ``teacher``.
 
     Returns:
         The LossResult; ``loss`` is differentiable w.r.t. the student.
@@ -117,11 +123,12 @@ def compute_batch_loss(student, teacher, batch: dict[str, torch.Tensor], spec: L
     labels = batch["labels"].reshape(-1)
     s_hidden, s_head = final_hidden(student, ids, mask)
     t_hidden = t_head = None
-    if teacher is not None and spec.loss != "ce":
+    if teacher is not None and teacher_topk is None and spec.loss != "ce":
         with torch.no_grad():
             t_hidden, t_head = final_hidden(teacher, ids, mask)
     return distill_loss(s_hidden, s_head, labels, spec, teacher_hidden=t_hidden, teacher_head=t_head,
-                        vocab_size=vocab_size, num_tokens=num_tokens)
+                        teacher_topk=teacher_topk if spec.loss != "ce" else None, vocab_size=vocab_size,
+                        num_tokens=num_tokens)
 
 
 def final_hidden(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
@@ -182,6 +189,8 @@ class _Session:
         self.run_dir = cfg.run_dir()
         self.spec = LossSpec.from_config(cfg.distill)
         self.teacher = self.student = self.tokenizer = None
+        self.cache: teacher_phase.CachedTeacher | None = None  # the teacher's top-k from disk
+        self.answers = self.datasets = None
         self.step = self.micro = 0
         self.elapsed_before = 0.0
         self.started = time.monotonic()
@@ -194,14 +203,18 @@ class _Session:
 
     def setup(self) -> None:
         cfg = self.cfg
-        if cfg.teacher.model.startswith("ollama:") and self.spec.loss != "ce":
-            raise ConfigError(f"[teacher] model = '{cfg.teacher.model}': an Ollama teacher gives answers, not "
-                              f"probabilities, so it cannot drive loss = '{self.spec.loss}' here. Use a Hugging "
-                              f"Face teacher, or loss = 'ce' on the teacher's answers.")
-        self.rows = read_data(cfg.data, seed=cfg.train.seed)  # a bad row stops the run before anything is written
+        teacher_phase.check_config(cfg)
+        # A bad row stops the run before anything is written; with teacher answers the file holds prompts.
+        prompts = teacher_phase.read_prompts(cfg) if teacher_phase.writes_answers(cfg) else None
+        self.rows = None if prompts is not None else read_data(cfg.data, seed=cfg.train.seed)
         self.choice = choose(resolve_device(cfg.train.device), cfg.train.precision, cfg.teacher.dtype,
                              cfg.student.dtype)
         checkpoint = self._prepare_run_dir()
+        if prompts is not None:
+            self.answers = teacher_phase.answer_prompts(cfg, prompts, self.run_dir, device=self.choice.device,
+                                                        teacher_dtype=self.choice.teacher_dtype, on_event=self.emit,
+                                                        control=self.control)
+            self.rows = self.answers.rows()
         _seed_everything(cfg.train.seed)
         self._load_models(checkpoint)
         self._load_data()
@@ -252,7 +265,9 @@ class _Session:
         self.tokenizer = M.load_tokenizer(student_folder, trust_remote_code=cfg.student.trust_remote_code,
                                           ref=cfg.student.model)
         self.vocab_size = None
-        if self.spec.loss != "ce":
+        if teacher_phase.uses_cache(cfg):
+            self._prepare_cache()  # the teacher runs (if at all) and is freed before the student loads
+        elif self.spec.loss != "ce":
             self.teacher = self._load_teacher()
         self.emit(PhaseProgress("load", 0, 1, "", f"loading the student {cfg.student.model}"))
         lora = cfg.student.lora_rank > 0
@@ -292,6 +307,29 @@ class _Session:
         teacher.requires_grad_(False)
         return teacher
 
+    def _prepare_cache(self) -> None:
+        """Tokenize the data now and open (or build) the teacher's top-k cache; see teacher_phase."""
+        cfg = self.cfg
+        self.datasets = load_datasets(cfg.data, self.tokenizer, seed=cfg.train.seed, on_event=self.emit,
+                                      rows=self.rows)
+        self.cache = teacher_phase.prepare_cache(
+            cfg, self.run_dir, tokenizer=self.tokenizer, datasets=self.datasets, answers=self.answers,
+            device=self.choice.device, teacher_dtype=self.choice.teacher_dtype, precision=self.choice.precision,
+            autocast=self._autocast, on_event=self.emit, control=self.control)
+        if self.cache is None:  # an Ollama teacher whose tokens do not line up: its answers, learned with CE
+            self.spec = dataclasses.replace(self.spec, loss="ce")
+
+    @property
+    def has_teacher(self) -> bool:
+        return self.teacher is not None or self.cache is not None
+
+    def _teacher_topk(self, split: str, indices: list[int], batch: dict[str, torch.Tensor]):
+        """The cached teacher's rows for a batch (None without a cache)."""
+        if self.cache is None:
+            return None
+        cache = self.cache.train if split == "train" else self.cache.eval
+        return cache.batch_topk(indices, batch["labels"], self.choice.device)
+
     def _check_vocab(self, student_rows: int) -> int | None:
         """The shared vocabulary V passed to the loss (None when both widths already equal it)."""
         size = len(self.tokenizer)
@@ -318,7 +356,8 @@ class _Session:
 
     def _load_data(self) -> None:
         cfg = self.cfg
-        data = load_datasets(cfg.data, self.tokenizer, seed=cfg.train.seed, on_event=self.emit, rows=self.rows)
+        data = self.datasets or load_datasets(cfg.data, self.tokenizer, seed=cfg.train.seed, on_event=self.emit,
+                                              rows=self.rows)
         self.data_notes = data.notes
         self.eval_examples = data.eval
         self.stream = BatchStream(data.train, cfg.train.batch_size, cfg.train.seed, self.tokenizer.pad_token_id)
@@ -489,7 +528,8 @@ class _Session:
         return stop
 
     def _move_to(self, device: str) -> None:
-        for model in (self.student, self.teacher):
+        quantized_teacher = self.cfg.teacher.load_in != "full"  # bitsandbytes weights cannot leave the GPU
+        for model in (self.student, None if quantized_teacher else self.teacher):
             if model is not None:
                 model.to(device)
         for state in self.optimizer.state.values():

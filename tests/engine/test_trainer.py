@@ -306,3 +306,15 @@ def test_padded_teacher_embedding_is_restricted_to_the_real_vocabulary(tmp_path,
             kd_sum += float(4 * (p_log.exp() * (p_log - q_log)).sum())
             tokens += ids.shape[1] - 1
     assert first_eval.step == 0 and first_eval.kd == pytest.approx(kd_sum / tokens, rel=1e-4)
+
+
+def test_bf16_autocast_runs_on_the_cpu(tmp_path, toy):
+    """The mixed-precision path (autocast around forwards and loss, bf16 teacher) that CUDA uses by default."""
+    events = []
+    result = T.train(_config(tmp_path, toy, "bf16", teacher={"dtype": "bfloat16"},
+                             train={"max_steps": 3, "precision": "bf16", "log_every": 1}), on_event=events.append)
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.precision == "bf16"
+    losses = [e.loss for e in events if isinstance(e, StepMetrics)]
+    assert len(losses) == 3 and all(0 < loss < 20 for loss in losses)
+    assert {t.dtype for t in load_weights(result.final_dir).values()} == {torch.float32}  # published dtype
