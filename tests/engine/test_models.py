@@ -202,3 +202,18 @@ def test_derived_student_keeps_the_teachers_published_dtype(tiny_pair, tmp_path)
 def test_an_ollama_reference_is_not_a_hugging_face_model():
     with pytest.raises(ModelError, match="is an Ollama model"):
         M.inspect_model("ollama:llama3.2")
+
+
+def test_download_progress_becomes_phase_events():
+    """snapshot_download drives a tqdm class over bytes; ours turns it into PhaseProgress events, silently."""
+    from distill_gui.engine.events import PhaseProgress
+
+    events = []
+    bar = M._progress_class(events.append, "org/model")(total=1000, initial=0, unit="B", unit_scale=True,
+                                                         desc="Downloading bytes")
+    bar.update(400)
+    bar.update(600)
+    bar.close()
+    assert events and all(isinstance(e, PhaseProgress) and e.phase == "download" for e in events)
+    assert (events[-1].done, events[-1].total, events[-1].unit) == (1000.0, 1000.0, "B")
+    assert "org/model" in events[-1].message
