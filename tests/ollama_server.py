@@ -109,6 +109,10 @@ class FakeModel:
         die_after: After this many tokens the server cuts the connection mid-stream.
         load_error: The model fails to load: HTTP 500 before any output.
         endless: The model never stops by itself (``done_reason: "length"``).
+        tokens: Splits text into the model's generated tokens (default: word pieces, :func:`tokenize`).
+        alternatives: ``(index, token) -> [(text, logprob), ...]``, most likely first: the model's top
+            candidates at generated position ``index`` for ``top_logprobs`` (default: the token and
+            made-up variants, see :func:`_logprob`).
     """
 
     name: str
@@ -136,6 +140,8 @@ class FakeModel:
     die_after: int | None = None
     load_error: str | None = None
     endless: bool = False
+    tokens: Callable[[str], list[str]] | None = None
+    alternatives: Callable[[int, str], list[tuple[str, float]]] | None = None
     digest: str = ""
     modified_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -612,6 +618,11 @@ class _Handler(BaseHTTPRequestHandler):
         if chat and model.system and (not messages or messages[0].get("role") != "system"):
             texts.insert(0, model.system)
         prompt_tokens = sum(len(tokenize(text)) + 4 for text in texts)
+        window = options.get("num_ctx")
+        if isinstance(window, int) and 4 < window < prompt_tokens:
+            # Ollama shortens an over-long prompt silently (HTTP 200): num_keep tokens stay and about half
+            # the window is dropped (llm/llama_server.go); prompt_eval_count shows what was evaluated.
+            prompt_tokens = 4 + (window - 4) // 2
         reply = model.reply(messages if chat else prompt) if callable(model.reply) else model.reply
         plan, done_reason = _plan(model, reply, bool(think), options)
         self._run_plan(model, requested, chat, body, plan, done_reason,
@@ -636,7 +647,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._fail(writer, model.fail_message, streaming)
             if model.token_delay:
                 time.sleep(model.token_delay)
-            line = _token_line(requested, chat, kind, token, _logprob(token, top) if want_logprobs else None)
+            alternatives = model.alternatives(index, token) if model.alternatives and want_logprobs else None
+            line = _token_line(requested, chat, kind, token,
+                               _logprob(token, top, alternatives) if want_logprobs else None)
             if streaming and (writer.client_gone() or not writer.send(line)):
                 record.cancelled = True
                 self.close_connection = True
@@ -695,12 +708,13 @@ def _option_type_error(options: dict[str, Any]) -> str | None:
 
 def _plan(model: FakeModel, reply: str, think: bool, options: dict[str, Any]) -> tuple[list[tuple[str, str]], str]:
     """The tokens to emit, in order, as (kind, text) with kind "thinking" or "content", and the done reason."""
-    thinking = tokenize(model.thinking) if model.can_think and think and model.thinking else []
+    split = model.tokens or tokenize
+    thinking = split(model.thinking) if model.can_think and think and model.thinking else []
     content = reply
     for stop in options.get("stop") or []:
         if stop and stop in content:
             content = content[:content.index(stop)]
-    content_tokens = tokenize(content)
+    content_tokens = split(content)
     limit = options.get("num_predict")
     limit = int(limit) if isinstance(limit, (int, float)) and limit >= 0 else None
     if model.endless:
@@ -713,16 +727,27 @@ def _plan(model: FakeModel, reply: str, think: bool, options: dict[str, Any]) ->
     return plan, "stop"
 
 
-def _logprob(token: str, top: int) -> dict[str, Any]:
-    """A deterministic distribution: the token has p in [0.4, 0.95); alternatives halve the rest."""
+def _logprob(token: str, top: int, alternatives: list[tuple[str, float]] | None = None) -> dict[str, Any]:
+    """Ollama's logprob entry for one generated token (``bytes`` = the UTF-8 of the text, as server/logprob.go).
+
+    With ``alternatives`` (the model's candidates, most likely first) the token's own log-probability is
+    its entry there (or below the last one when it was sampled from outside the list). Without, a
+    deterministic made-up distribution: the token has p in [0.4, 0.95); ``token~i`` variants halve the rest.
+    """
+    def item(text: str, logprob: float) -> dict[str, Any]:
+        return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
+
+    if alternatives is not None:
+        own = dict(alternatives).get(token, min((lp for _, lp in alternatives), default=0.0) - 1.0)
+        entry = item(token, own)
+        if top > 0:
+            entry["top_logprobs"] = [item(text, lp) for text, lp in alternatives[:top]]
+        return entry
     p = 0.4 + 0.55 * ((zlib.crc32(token.encode()) % 1000) / 1000)
-    entry: dict[str, Any] = {"token": token, "logprob": math.log(p), "bytes": list(token.encode())}
+    entry = item(token, math.log(p))
     if top > 0:
-        alternatives = [{"token": token, "logprob": math.log(p), "bytes": list(token.encode())}]
-        for i in range(1, top):
-            alt = f"{token}~{i}"
-            alternatives.append({"token": alt, "logprob": math.log((1 - p) * 0.5 ** i), "bytes": list(alt.encode())})
-        entry["top_logprobs"] = alternatives
+        entry["top_logprobs"] = [item(token, math.log(p))] + [
+            item(f"{token}~{i}", math.log((1 - p) * 0.5 ** i)) for i in range(1, top)]
     return entry
 
 
