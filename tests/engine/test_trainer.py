@@ -250,11 +250,6 @@ def test_failures_emit_failed_with_the_same_message_before_raising(tmp_path, toy
     assert "bad.jsonl, line 2" in info.value.message
     assert not (tmp_path / "runs/bad").exists()  # bad input leaves nothing behind
 
-    cfg = _config(tmp_path, toy, "ollama")
-    cfg.teacher.model = "ollama:llama3"
-    with pytest.raises(ConfigError, match="Ollama teacher gives answers, not probabilities"):
-        T.train(cfg)
-
 
 def test_a_loss_that_becomes_nan_stops_with_a_training_error(tmp_path, toy, monkeypatch):
     real = T.distill_loss
