@@ -1,0 +1,160 @@
+"""One pane's side of the conversation: user messages and this pane's replies, markdown rendered.
+
+A single QTextBrowser per pane (selection across messages, smooth scrolling, one document). The
+whole document is rebuilt when the conversation changes shape; while a reply streams only its body
+is replaced (``update_reply``), at the page's ~10 Hz redraw tick rather than per token. Markdown
+goes through Qt's own reader (``QTextCursor.insertMarkdown``); fenced code blocks then get a shaded
+background so they stand apart. Each message header has a Copy link that copies the raw markdown.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Callable, Sequence
+
+from PySide6.QtCore import QUrl, Signal
+from PySide6.QtGui import QColor, QGuiApplication, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextFormat
+from PySide6.QtWidgets import QTextBrowser, QWidget
+
+from ...chatlog import Reply
+from .. import theme
+
+LabelFor = Callable[[Reply], str]
+WAITING = "waiting for the first token (a model that is not loaded yet takes a while)…"
+
+
+class ConversationView(QTextBrowser):
+    """Shows ``(user text, reply or None)`` pairs; ``copied(text)`` after a Copy link was used."""
+
+    copied = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setOpenLinks(False)
+        self.setOpenExternalLinks(False)
+        self.anchorClicked.connect(self._anchor)
+        self.setPlaceholderText("The replies appear here.")
+        self._copy_texts: dict[str, str] = {}
+        self._reply_start: int | None = None      # document position where the last reply's body starts
+        theme.notifier().changed.connect(lambda _c: self._restyle())
+        self._last: tuple[Sequence[tuple[str, Reply | None]], LabelFor] | None = None
+
+    # ---- building ------------------------------------------------------------------------------------
+    def show_turns(self, turns: Sequence[tuple[str, Reply | None]], label_for: LabelFor) -> None:
+        """Rebuild the document from the conversation (keeps the scroll position at the end)."""
+        self._last = (turns, label_for)
+        at_end = self._at_end()
+        self.clear()
+        self._copy_texts.clear()
+        self._reply_start = None
+        cursor = QTextCursor(self.document())
+        first = True
+        for index, (user, reply) in enumerate(turns):
+            self._header(cursor, "You", f"user:{index}", user, accent=True, first=first)
+            first = False
+            self._markdown(cursor, user)
+            if reply is not None:
+                self._header(cursor, label_for(reply), f"reply:{index}", reply.content)
+                self._reply_start = cursor.position()
+                self._reply_body(cursor, reply)
+        if at_end:
+            self._scroll_to_end()
+
+    def update_reply(self, reply: Reply, index: int) -> None:
+        """Replace the body of the last reply (the one streaming) with its current text."""
+        if self._reply_start is None:
+            return
+        at_end = self._at_end()
+        self._copy_texts[f"reply:{index}"] = reply.content
+        cursor = QTextCursor(self.document())
+        cursor.setPosition(self._reply_start)
+        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+        cursor.removeSelectedText()
+        self._reply_body(cursor, reply)
+        if at_end:
+            self._scroll_to_end()
+
+    def _header(self, cursor: QTextCursor, title: str, key: str, text: str, *, accent: bool = False,
+                first: bool = False) -> None:
+        colors = theme.current_colors()
+        self._copy_texts[key] = text
+        block = QTextBlockFormat()
+        block.setTopMargin(0 if first else 14)
+        block.setBottomMargin(2)
+        if first and cursor.position() == 0:
+            cursor.setBlockFormat(block)
+        else:
+            cursor.insertBlock(block, QTextCharFormat())
+        color = colors.accent if accent else colors.text
+        cursor.insertHtml(f"<span style='font-weight:600; color:{color}'>{html.escape(title)}</span>"
+                          f"&nbsp;&nbsp;<a href='copy:{key}' style='color:{colors.muted}; font-size:small'>Copy</a>")
+
+    def _markdown(self, cursor: QTextCursor, text: str) -> None:
+        cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+        start = cursor.position()
+        cursor.insertMarkdown(text or " ")
+        self._shade_code(start, cursor.position())
+
+    def _reply_body(self, cursor: QTextCursor, reply: Reply) -> None:
+        colors = theme.current_colors()
+        if reply.thinking:
+            cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+            thinking = html.escape(reply.thinking.strip()).replace("\n", "<br>")
+            cursor.insertHtml(f"<span style='color:{colors.muted}; font-style:italic'>Thinking: {thinking}</span>")
+        if reply.content:
+            self._markdown(cursor, reply.content)
+        elif reply.state in ("pending", "streaming"):
+            self._note(cursor, WAITING, colors.muted)
+        elif reply.state != "error":
+            self._note(cursor, "(no answer)", colors.muted)
+        if reply.state == "stopped":
+            self._note(cursor, "Stopped.", colors.muted)
+        elif reply.state == "error":
+            self._note(cursor, f"Failed: {reply.error}", colors.error)
+        elif reply.state == "done" and reply.stats.get("done_reason") == "length":
+            self._note(cursor, "Cut off at the token limit (Max tokens).", colors.warn)
+
+    def _note(self, cursor: QTextCursor, text: str, color: str) -> None:
+        cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
+        cursor.insertHtml(f"<span style='color:{color}; font-style:italic'>{html.escape(text)}</span>")
+
+    def _shade_code(self, start: int, end: int) -> None:
+        """Give fenced code blocks a background and an inset, so code reads as code."""
+        shade = QColor(theme.current_colors().surface_alt)
+        block = self.document().findBlock(start)
+        while block.isValid() and block.position() <= end:
+            fmt = block.blockFormat()
+            if fmt.hasProperty(QTextFormat.Property.BlockCodeFence):
+                fmt.setBackground(shade)
+                fmt.setLeftMargin(8)
+                fmt.setRightMargin(8)
+                cursor = QTextCursor(block)
+                cursor.setBlockFormat(fmt)
+            block = block.next()
+
+    # ---- helpers -------------------------------------------------------------------------------------
+    def _restyle(self) -> None:
+        if self._last is not None:
+            self.show_turns(*self._last)
+
+    def _at_end(self) -> bool:
+        bar = self.verticalScrollBar()
+        return bar.value() >= bar.maximum() - 4
+
+    def _scroll_to_end(self) -> None:
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())
+
+    def _anchor(self, url: QUrl) -> None:
+        text = url.toString()
+        if text.startswith("copy:"):
+            copied = self._copy_texts.get(text[len("copy:"):], "")
+            QGuiApplication.clipboard().setText(copied)
+            self.copied.emit(copied)
+
+    def plain_text(self) -> str:
+        return self.document().toPlainText()
+
+    def copy_link(self, key: str) -> None:
+        """Act as if the Copy link of ``key`` ("user:0", "reply:0") was clicked (keyboard users, tests)."""
+        self._anchor(QUrl(f"copy:{key}"))
