@@ -429,13 +429,16 @@ def generate_answers(prompts: Sequence[Prompt], answer_batch: Callable[[list[Pro
     control = control or Control()
     top = settings.top_logprobs
     keys = [answer_key(p, identity, settings) for p in prompts]
+    stored = {k for k in keys if k in answers.answers}
     if top > 0 and lines_up is not None:
         top = _probe_alignment(prompts, keys, answer_batch, answers, top, lines_up, on_event)
     results: list[Answer | None] = [answers.get(k, top > 0) for k in keys]
     missing = [i for i, a in enumerate(results) if a is None]
     total, done = len(prompts), len(prompts) - len(missing)
-    if done and missing:
-        on_event(LogMessage(f"{done:,} of {total:,} teacher answers found in the answers file; asking for the rest."))
+    found = sum(1 for k, a in zip(keys, results) if a is not None and k in stored)
+    if found:
+        on_event(LogMessage(f"{found:,} of {total:,} teacher answers found in {answers.path.name}"
+                            + ("; asking for the rest." if missing else ".")))
     on_event(PhaseProgress("generate", done, total, "answers", "the teacher is answering the prompts"))
     batches = iter([missing[i:i + batch_size] for i in range(0, len(missing), max(1, batch_size))])
     pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="teacher-answer")

@@ -421,13 +421,15 @@ class _Session:
 
     def _optimizer_step(self) -> None:
         cfg = self.cfg.train
-        batches = [self._to_device(self.stream.batch(k)) for k in range(self.micro, self.micro + cfg.grad_accum)]
+        micro = range(self.micro, self.micro + cfg.grad_accum)
+        batches = [self._to_device(self.stream.batch(k)) for k in micro]
         num_tokens = sum(int((b["labels"] != -100).sum()) for b in batches)
         totals = torch.zeros(4, dtype=torch.float64)  # loss, kd, ce, agree
-        for batch in batches:
+        for k, batch in zip(micro, batches):
+            topk = self._teacher_topk("train", self.stream.indices(k), batch)
             with self._autocast():
                 result = compute_batch_loss(self.student, self.teacher, batch, self.spec,
-                                            vocab_size=self.vocab_size, num_tokens=num_tokens)
+                                            vocab_size=self.vocab_size, num_tokens=num_tokens, teacher_topk=topk)
             loss = result.loss if self.scaler is None else self.scaler.scale(result.loss)
             loss.backward()
             totals += torch.stack([result.loss.detach().double().cpu(), result.kd.double().cpu(),
@@ -471,9 +473,9 @@ class _Session:
         session_steps = self.step - self.session_start_step
         session_time = time.monotonic() - self.session_start
         per_step = session_time / max(1, session_steps)
-        agreement = w.agree / w.counted if w.counted and self.teacher is not None else float("nan")
+        agreement = w.agree / w.counted if w.counted and self.has_teacher else float("nan")
         self.emit(StepMetrics(
-            step=self.step, total_steps=self.total_steps, loss=w.mean(0), kd=w.mean(1) if self.teacher else 0.0,
+            step=self.step, total_steps=self.total_steps, loss=w.mean(0), kd=w.mean(1) if self.has_teacher else 0.0,
             ce=w.mean(2), lr=w.lr, grad_norm=w.grad_norm / max(1, w.steps),
             tokens_per_s=w.real_tokens / max(1e-9, time.monotonic() - w.started), agreement=agreement,
             memory_bytes=memory_in_use(self.choice.device), elapsed_s=self.elapsed(),
@@ -493,18 +495,21 @@ class _Session:
         self.student.eval()
         try:
             with torch.no_grad():
-                for batch in batches:
+                for first, batch in zip(range(0, len(examples), size), batches):
+                    batch = self._to_device(batch)
+                    topk = self._teacher_topk("eval", list(range(first, first + len(batch["labels"]))), batch)
                     with self._autocast():
-                        result = compute_batch_loss(self.student, self.teacher, self._to_device(batch), self.spec,
-                                                    vocab_size=self.vocab_size, num_tokens=num_tokens)
+                        result = compute_batch_loss(self.student, self.teacher, batch, self.spec,
+                                                    vocab_size=self.vocab_size, num_tokens=num_tokens,
+                                                    teacher_topk=topk)
                     totals += torch.stack([result.loss.double().cpu(), result.kd.double().cpu(),
                                            result.ce.double().cpu(), result.agree.double().cpu()])
         finally:
             self.student.train()
         loss, kd, ce, agree = (float(v) for v in totals)
-        metrics = EvalMetrics(step=self.step, loss=loss, kd=kd if self.teacher is not None else 0.0, ce=ce,
+        metrics = EvalMetrics(step=self.step, loss=loss, kd=kd if self.has_teacher else 0.0, ce=ce,
                               perplexity=math.exp(min(ce, 700.0)),
-                              agreement=agree / num_tokens if self.teacher is not None and num_tokens else float("nan"))
+                              agreement=agree / num_tokens if self.has_teacher and num_tokens else float("nan"))
         self.last_eval = metrics
         self.emit(metrics)
         return metrics
@@ -551,6 +556,15 @@ class _Session:
         return path
 
     # -- the end ----------------------------------------------------------------------------------
+
+    def stopped_before_training(self, phase: str) -> RunResult:
+        """Stop pressed while the teacher answered or was cached: its work so far is kept for the next start."""
+        what = "the teacher's answers" if phase == "generate" else "the teacher cache"
+        self.emit(LogMessage(f"Stopped before training; {what} so far are kept in {self.run_dir}. Start the run "
+                             f"again to continue."))
+        summary = {"steps": 0, "stopped_in": phase, "elapsed_s": round(self.elapsed(), 3)}
+        self.emit(Finished(str(self.run_dir), "", 0, True, summary))
+        return RunResult(self.run_dir, Path(""), 0, True, summary)
 
     def finish(self, stopped: bool) -> RunResult:
         if self.eval_examples and (self.last_eval is None or self.last_eval.step != self.step):
