@@ -356,3 +356,16 @@ def test_spec_from_config_and_validation():
         distill_loss(hidden, weight, labels.clamp(min=0) + 21, LossSpec(loss="ce"))
     with pytest.raises(ValueError, match="teacher"):
         distill_loss(hidden, weight, labels, LossSpec())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+def test_cuda_autocast_bf16_matches_reference():
+    """Under CUDA autocast the head matmuls run in bf16; loss and gradients stay close to float64."""
+    hidden, weight, t_hidden, t_weight, labels = _problem(n=64, h=32, v=500, dtype=torch.float32, device="cuda")
+    spec = LossSpec(loss="jsd", temperature=2.0, chunk_tokens=16)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        res, gh, gw = _ours(hidden, weight, t_hidden, t_weight, labels, spec)
+    assert gh.dtype == torch.float32 and gw.dtype == torch.float32
+    ref, rgh, rgw = _reference(hidden, weight, t_hidden, t_weight, labels, spec)
+    torch.testing.assert_close(res.loss.double().cpu(), ref.loss.detach(), rtol=2e-2, atol=2e-2)
+    assert float((gw.double().cpu() - rgw).norm() / rgw.norm()) < 3e-2
