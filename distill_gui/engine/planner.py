@@ -16,6 +16,12 @@ precision. Parts:
   the student's hidden states;
 - overhead: the CUDA context / the Python runtime, plus 10 % for allocator fragmentation.
 
+A teacher that runs alone before training (``teacher.cache_top_k > 0``: its top-k is cached on disk,
+or ``teacher.generate``: it writes the answers) is planned as a separate phase - its weights and
+activations plus the top-k projection or the generation KV cache - and the run needs the larger of
+that phase and training (where the cached rows of a batch replace the teacher). An Ollama teacher
+uses no memory of this process.
+
 The numbers are planning figures (within ~20 % for Llama-like models), not measurements.
 """
 
@@ -51,10 +57,12 @@ class MemoryPlan:
     total_device_bytes: int
     items: list[MemoryItem]
     advice: list[str] = field(default_factory=list)
+    teacher_phase: list[MemoryItem] = field(default_factory=list)  # the teacher alone, before training
 
     @property
     def needed_bytes(self) -> int:
-        return sum(item.bytes for item in self.items)
+        """The peak: training, or the teacher's phase before it when that needs more."""
+        return max(sum(item.bytes for item in self.items), sum(item.bytes for item in self.teacher_phase))
 
     @property
     def fits(self) -> bool:
@@ -75,6 +83,10 @@ class MemoryPlan:
         for item in self.items:
             note = f"  ({item.note})" if item.note else ""
             lines.append(f"  {item.name.ljust(width)}  {_gb(item.bytes).rjust(9)}{note}")
+        if self.teacher_phase:
+            lines.append(f"Before training the teacher runs alone: about "
+                         f"{_gb(sum(item.bytes for item in self.teacher_phase))}.")
+            lines += [f"  {item.name.ljust(width)}  {_gb(item.bytes).rjust(9)}" for item in self.teacher_phase]
         if self.advice:
             lines.append("To make it fit:" if not self.fits else "To save memory:")
             lines += [f"  - {text}" for text in self.advice]
@@ -101,7 +113,7 @@ def plan_memory(cfg: RunConfig, device: str | None = None, *, available_bytes: i
         free, total = available_bytes, available_bytes
     shapes = _Shapes.of(cfg, teacher_info, student_info)
     items = _estimate(cfg, device, shapes)
-    plan = MemoryPlan(device, free, total, items)
+    plan = MemoryPlan(device, free, total, items, teacher_phase=_teacher_phase(cfg, device, shapes))
     plan.advice = _advice(cfg, device, shapes, plan)
     return plan
 
@@ -114,7 +126,9 @@ class _Shapes:
 
     @classmethod
     def of(cls, cfg: RunConfig, teacher: ModelInfo | None, student: ModelInfo | None) -> "_Shapes":
-        needs_teacher = cfg.distill.loss != "ce" or cfg.student.model == "teacher"
+        needs_teacher = cfg.distill.loss != "ce" or cfg.student.model == "teacher" or cfg.teacher.generate
+        if cfg.teacher.model.startswith("ollama:"):  # served by Ollama: none of our memory
+            needs_teacher, teacher = False, None
         if teacher is None and needs_teacher:
             teacher = inspect_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code)
         if student is None:
@@ -123,9 +137,13 @@ class _Shapes:
             else:
                 student = inspect_model(cfg.student.model, trust_remote_code=cfg.student.trust_remote_code)
         vocab = student.tokenizer_vocab or student.vocab_rows
-        if cfg.distill.loss == "ce":
-            teacher = None
         return cls(teacher, student, vocab)
+
+    def live_teacher(self, cfg: RunConfig) -> ModelInfo | None:
+        """The teacher while the student trains (None: no teacher, or its top-k comes from a cache)."""
+        if cfg.distill.loss == "ce" or cfg.teacher.cache_top_k > 0:
+            return None
+        return self.teacher
 
 
 def _derived_info(teacher: ModelInfo, keep_layers: list[int]) -> ModelInfo:
@@ -150,7 +168,7 @@ def _lora_params(info: ModelInfo, rank: int) -> int:
 def _estimate(cfg: RunConfig, device: str, shapes: _Shapes) -> list[MemoryItem]:
     choice = choose(device, cfg.train.precision, cfg.teacher.dtype, cfg.student.dtype)
     kind = device.split(":")[0]
-    t, s = shapes.teacher, shapes.student
+    t, s = shapes.live_teacher(cfg), shapes.student
     batch, length = cfg.train.batch_size, cfg.data.max_length
     tokens = batch * length
     act_bytes = 4 if choice.precision == "fp32" else 2
@@ -176,12 +194,54 @@ def _estimate(cfg: RunConfig, device: str, shapes: _Shapes) -> list[MemoryItem]:
         per_token = 4 * t.hidden_size + 2 * t.intermediate_size
         items.append(MemoryItem("teacher activations", tokens * (per_token + t.hidden_size) * act_bytes,
                                 "one layer at a time, no gradients"))
+    if _cache_rows(cfg, shapes):
+        items.append(MemoryItem("cached teacher rows", tokens * _cache_rows(cfg, shapes) * 12,
+                                "top-k ids and log-probabilities of a batch"))
     items.append(MemoryItem("loss", _loss_bytes(cfg, shapes.vocab, tokens, s.hidden_size), "chunked over tokens"))
     base = CUDA_OVERHEAD if kind == "cuda" else CPU_OVERHEAD
     subtotal = sum(item.bytes for item in items)
     items.append(MemoryItem("overhead", int(base + FRAGMENTATION * subtotal),
                             "runtime + allocator fragmentation"))
     return items
+
+
+def _cache_rows(cfg: RunConfig, shapes: _Shapes) -> int:
+    """Entries per position the trainer reads from a teacher cache (0 = no cache)."""
+    if cfg.distill.loss == "ce":
+        return 0
+    if cfg.teacher.model.startswith("ollama:"):
+        return max(1, cfg.teacher.top_logprobs)
+    return cfg.teacher.cache_top_k if shapes.teacher is not None else 0
+
+
+def _teacher_phase(cfg: RunConfig, device: str, shapes: _Shapes) -> list[MemoryItem]:
+    """The teacher alone before training: caching its top-k, or writing the answers (else [])."""
+    t = shapes.teacher
+    caching = cfg.distill.loss != "ce" and cfg.teacher.cache_top_k > 0
+    if t is None or not (caching or cfg.teacher.generate):
+        return []
+    choice = choose(device, cfg.train.precision, cfg.teacher.dtype, cfg.student.dtype)
+    act_bytes = 4 if choice.precision == "fp32" else 2
+    items = [MemoryItem("teacher weights", _teacher_weight_bytes(t, cfg.teacher.load_in, choice.teacher_dtype))]
+    work = 0
+    if caching:  # one batch of 8 rows forward, then (1024 x V) float32 projections for the top-k
+        tokens = 8 * cfg.data.max_length
+        work = tokens * (4 * t.hidden_size + 2 * t.intermediate_size + t.hidden_size) * act_bytes \
+            + 3 * 1024 * shapes.vocab * 4
+    if cfg.teacher.generate:  # the KV cache of a batch of prompts and answers
+        length = cfg.data.max_length + cfg.teacher.gen_max_tokens
+        kv = t.kv_heads * (t.hidden_size // max(1, t.attention_heads))
+        work = max(work, cfg.teacher.gen_parallel * length * t.layers * 2 * kv * act_bytes
+                   + cfg.teacher.gen_parallel * shapes.vocab * 4 * 4)
+    items.append(MemoryItem("teacher work", work, "top-k projection or generation KV cache"))
+    base = CUDA_OVERHEAD if device.startswith("cuda") else CPU_OVERHEAD
+    items.append(MemoryItem("overhead", int(base + FRAGMENTATION * sum(item.bytes for item in items))))
+    return items
+
+
+def _needed(cfg: RunConfig, device: str, shapes: _Shapes) -> int:
+    return max(sum(item.bytes for item in _estimate(cfg, device, shapes)),
+               sum(item.bytes for item in _teacher_phase(cfg, device, shapes)))
 
 
 def _teacher_weight_bytes(info: ModelInfo, load_in: str, dtype: str) -> int:
@@ -235,7 +295,15 @@ def _advice(cfg: RunConfig, device: str, shapes: _Shapes, plan: MemoryPlan) -> l
         changes.append(("train a LoRA: student.lora_rank = 16 (merged into final/)", {"student.lora_rank": 16}))
     if cuda and cfg.train.optimizer == "adamw" and cfg.student.lora_rank == 0:
         changes.append(("set train.optimizer = 'adamw_8bit' (bitsandbytes)", {"train.optimizer": "adamw_8bit"}))
-    if cuda and shapes.teacher is not None and cfg.teacher.load_in == "full":
+    live = shapes.live_teacher(cfg)
+    if live is not None and cfg.teacher.cache_top_k == 0:
+        k = cfg.distill.top_k if 0 < cfg.distill.top_k <= 1024 else 64
+        changes.append((f"cache the teacher's top-{k} on disk first, so teacher and student never share the "
+                        f"device: teacher.cache_top_k = {k}" + ("" if cfg.distill.top_k else
+                                                              f" (with distill.top_k = {k})"),
+                        {"teacher.cache_top_k": k, "distill.top_k": k}))
+    teacher_loaded = live is not None or bool(_teacher_phase(cfg, device, shapes))
+    if cuda and teacher_loaded and cfg.teacher.load_in == "full":
         changes.append(("load the teacher in 8 bits: teacher.load_in = '8bit'", {"teacher.load_in": "8bit"}))
         changes.append(("load the teacher in 4 bits: teacher.load_in = '4bit'", {"teacher.load_in": "4bit"}))
     scored = []
@@ -243,7 +311,7 @@ def _advice(cfg: RunConfig, device: str, shapes: _Shapes, plan: MemoryPlan) -> l
         trial = cfg.copy()
         for key, value in values.items():
             trial.set(key, value)
-        saving = plan.needed_bytes - sum(item.bytes for item in _estimate(trial, device, shapes))
+        saving = plan.needed_bytes - _needed(trial, device, shapes)
         if saving >= max(0.01 * plan.needed_bytes, 1e6):  # leave out changes that barely matter
             scored.append((saving, text))
     scored.sort(reverse=True)

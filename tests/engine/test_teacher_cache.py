@@ -190,3 +190,46 @@ def test_training_from_the_cache_matches_the_live_teacher_and_never_holds_both(t
         assert b.loss == pytest.approx(a.loss, rel=1e-5) and b.kd == pytest.approx(a.kd, rel=1e-4)
     assert any(isinstance(e, PhaseProgress) and e.phase == "precompute" for e in events["cached"])
     assert (tmp_path / "runs/cached/teacher-cache/train/meta.json").is_file()
+
+
+def _info(name, params, layers, hidden, inter, heads, kv, vocab):
+    return M.ModelInfo(ref=name, path=name, architecture="Qwen2ForCausalLM", model_type="qwen2", parameters=params,
+                       parameters_exact=True, layers=layers, hidden_size=hidden, intermediate_size=inter,
+                       attention_heads=heads, kv_heads=kv, vocab_rows=vocab, tokenizer_vocab=151_665,
+                       chat_template=True, tied_embeddings=False, max_positions=32768, weights_dtype="bfloat16",
+                       is_local=True)
+
+
+def test_the_planner_fits_with_a_cached_teacher_a_pair_that_does_not_fit_live():
+    from distill_gui.config import RunConfig
+    from distill_gui.engine.planner import plan_memory
+
+    teacher = _info("teacher-7b", 7_615_616_512, 28, 3584, 18944, 28, 4, 152_064)
+    student = _info("student-0.5b", 494_032_768, 24, 896, 4864, 14, 2, 151_936)
+    cfg = RunConfig()
+    cfg.teacher.model, cfg.student.model = "teacher-7b", "student-0.5b"
+    cfg.data.max_length, cfg.train.batch_size, cfg.distill.top_k = 1024, 2, 64
+    available = 16 * 10**9
+
+    def plan(config):
+        return plan_memory(config, "cuda:0", available_bytes=available, teacher_info=teacher, student_info=student)
+
+    live = plan(cfg)
+    assert not live.fits and live.get("teacher weights") == teacher.parameters * 2  # bf16 weights alone: 15.2 GB
+    assert any("teacher.cache_top_k = 64" in text for text in live.advice)
+    cached_cfg = cfg.copy()
+    cached_cfg.teacher.cache_top_k = 64
+    cached = plan(cached_cfg)
+    assert cached.get("teacher weights") == 0 and cached.get("teacher activations") == 0
+    assert cached.get("cached teacher rows") == 2 * 1024 * 64 * 12
+    phase = sum(item.bytes for item in cached.teacher_phase)
+    training = sum(item.bytes for item in cached.items)
+    assert cached.needed_bytes == max(phase, training) < live.needed_bytes
+    assert phase > teacher.parameters * 2 and "runs alone" in cached.summary()
+    # A 7B teacher in bf16 plus its working memory still exceeds 16 GB: 8-bit loading is the advice then.
+    assert not cached.fits and any("8 bits" in text for text in cached.advice)
+    cached_cfg.teacher.load_in = "8bit"
+    assert plan(cached_cfg).fits
+    live_8bit = cfg.copy()
+    live_8bit.teacher.load_in = "8bit"
+    assert not plan(live_8bit).fits  # the same pair does not fit together
