@@ -6,6 +6,7 @@ torch and transformers are imported later, inside worker threads.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from PySide6.QtCore import QSettings
@@ -51,6 +52,9 @@ def create_window(app: QApplication) -> MainWindow:
 
 def main(argv: list[str] | None = None) -> int:
     """Open the app; returns the exit code when the window closes."""
+    # Idle OpenMP threads sleep instead of spinning, leaving the CPU to the window. Set before
+    # torch loads (it loads later, in a worker thread).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app = create_application(argv)
     setup_logging()
     crash_handler = CrashHandler(lambda: app.activeWindow())

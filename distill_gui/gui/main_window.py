@@ -164,7 +164,13 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._warmed_up:
             self._warmed_up = True
-            QTimer.singleShot(300, lambda: self.runner.run("warm-up", _nothing))
+            self._warm_up_timer = QTimer(self)          # owned by the window: gone if the window is
+            self._warm_up_timer.setSingleShot(True)     # closed first
+            self._warm_up_timer.timeout.connect(self._warm_up)
+            self._warm_up_timer.start(300)
+
+    def _warm_up(self) -> None:
+        self.runner.run("warm-up", _nothing)
 
     def _run_status(self, text: str) -> None:
         if text.startswith("Training"):

@@ -9,6 +9,7 @@ worker thread, so the window never waits for them.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import traceback
 from typing import Any, Callable
@@ -35,6 +36,20 @@ def preload_heavy_modules() -> None:
         import torch  # noqa: F401
         from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer,  # noqa: F401
                                   PreTrainedTokenizerFast)
+
+
+def leave_a_core_for_the_ui() -> int:
+    """Let torch use all CPU cores but one, so the window stays responsive during CPU training.
+
+    With every core busy in torch's intra-op threads, the GUI thread waits for the CPU for
+    100-400 ms at a time on a 2-core machine. An explicit OMP_NUM_THREADS is left as it is.
+    Returns the thread count torch uses.
+    """
+    import torch
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    return torch.get_num_threads()
 
 
 class TrainWorker(QThread):
@@ -64,6 +79,7 @@ class TrainWorker(QThread):
     def run(self) -> None:  # the training thread
         try:
             preload_heavy_modules()
+            leave_a_core_for_the_ui()
             from ..engine.trainer import train
 
             self.result = train(self.cfg, on_event=self._on_event, control=self.control, resume=self.resume)
@@ -132,9 +148,10 @@ class TaskRunner(QObject):
     def run(self, slot: str, fn: Callable[..., Any], *args: Any,
             on_done: Callable[[Any], None] | None = None,
             on_error: Callable[[ErrorInfo], None] | None = None,
-            on_progress: Callable[[Any], None] | None = None, **kwargs: Any) -> TaskWorker:
+            on_progress: Callable[[Any], None] | None = None, heavy: bool = True, **kwargs: Any) -> TaskWorker:
+        """Run ``fn`` in a new worker; ``heavy=False`` for tasks that need neither torch nor transformers."""
         self._prune()
-        worker = TaskWorker(fn, *args, events=on_progress is not None, **kwargs)
+        worker = TaskWorker(fn, *args, events=on_progress is not None, heavy=heavy, **kwargs)
         self._alive.add(worker)
         self._latest[slot] = worker
         self._callbacks[worker] = (slot, on_done, on_error, on_progress)

@@ -79,7 +79,7 @@ class DataPage(QWidget):
         self._debounce.setInterval(400)
         self._debounce.timeout.connect(self.refresh_preview)
         store.changed.connect(self._config_changed)
-        theme.notifier().changed.connect(lambda _c: self._render())
+        theme.notifier().changed.connect(self._theme_changed)  # a method: disconnected when the page goes
         self._config_changed("")
 
     # ---- layout ------------------------------------------------------------------------------
@@ -246,6 +246,9 @@ class DataPage(QWidget):
             item.setToolTip(message)
             self.problems.setItem(index, 1, item)
         self.problems.resizeRowsToContents()
+
+    def _theme_changed(self, _colors) -> None:
+        self._render()
 
     def _render(self) -> None:
         self._update_legend()

@@ -111,7 +111,7 @@ class ModelsPage(QWidget):
             self.refresh_cached_models()
 
     def refresh_cached_models(self) -> None:
-        self.runner.run("cached", tasks.cached_models, on_done=self._cached, on_error=lambda _e: None)
+        self.runner.run("cached", tasks.cached_models, on_done=self._cached, on_error=lambda _e: None, heavy=False)
 
     def _cached(self, models: list) -> None:
         self.teacher.set_cached_models(models)

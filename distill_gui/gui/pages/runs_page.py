@@ -184,7 +184,7 @@ class RunsPage(QWidget):
             self.plots.set_buffer(buffer_from_records([]))
             return
         self.details.setHtml(self._details_html(run))
-        self.plots.set_buffer(buffer_from_records(read_records(run.path / "metrics.jsonl")))
+        self.plots.set_buffer(buffer_from_records(read_records(run.path / "metrics.jsonl")), run.total_steps)
 
     def _details_html(self, run: RunSummary) -> str:
         c = theme.current_colors()

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMessageBox,
-                               QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget)
 
 from ...config import config_from_dict, default_runs_dir, load_config, resolve_paths
 from ...engine.events import (CheckpointSaved, Control, EvalMetrics, Failed, Finished, LogMessage, Paused,
@@ -134,7 +134,7 @@ class TrainPage(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(top)
         left_layout.addWidget(scrollable(form_body), 1)
-        left.setMinimumWidth(340)
+        left.setMinimumWidth(300)
 
         right = QWidget()
         right_layout = QVBoxLayout(right)
@@ -162,7 +162,7 @@ class TrainPage(QWidget):
                                      "background; the plots and the log follow it live."))
         layout.addWidget(self.splitter, 1)
 
-    def _controls(self) -> QHBoxLayout:
+    def _controls(self) -> QVBoxLayout:
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("primary")
         self.pause_button, self.resume_button = QPushButton("Pause"), QPushButton("Resume")
@@ -180,14 +180,19 @@ class TrainPage(QWidget):
                                     "Resume loads it back.")
         self.state_badge = QLabel()
         self.state_badge.setObjectName("trainState")
-        row = QHBoxLayout()
+        buttons = QHBoxLayout()
         for widget in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
-            row.addWidget(widget)
-        row.addWidget(self.free_memory)
-        row.addStretch(1)
-        row.addWidget(self.state_badge)
-        row.addWidget(self.resume_run_button)
-        return row
+            buttons.addWidget(widget)
+        buttons.addStretch(1)
+        buttons.addWidget(self.state_badge)
+        options = QHBoxLayout()
+        options.addWidget(self.free_memory)
+        options.addStretch(1)
+        options.addWidget(self.resume_run_button)
+        column = QVBoxLayout()
+        column.addLayout(buttons)
+        column.addLayout(options)
+        return column
 
     def _progress_row(self) -> QVBoxLayout:
         self.progress = QProgressBar()
@@ -199,6 +204,13 @@ class TrainPage(QWidget):
         self.stats = QLabel("Elapsed – · ETA – · loss – · agreement – · tokens/s –")
         self.stats.setObjectName("trainStats")
         self.stats.setProperty("muted", True)
+        # A changing text must not re-lay out the page ten times a second.
+        self.stats.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self._shown_step = None
+        self._status_timer = QTimer(self)
+        self._status_timer.setInterval(100)
+        self._status_timer.timeout.connect(self._refresh_status)
+        self._status_timer.start()
         column = QVBoxLayout()
         column.addWidget(self.progress)
         column.addWidget(self.stats)
@@ -342,7 +354,7 @@ class TrainPage(QWidget):
         self.buffer.clear()
         if resume:  # show the history up to the checkpoint while the models load
             self.buffer = buffer_from_records(read_records(Path(self.run_dir) / "metrics.jsonl"))
-            self.plots.set_buffer(self.buffer)
+        self.plots.set_buffer(self.buffer)
         self._phase = ""
         self.progress.setRange(0, 0)
         self.progress.setFormat("starting…")
@@ -414,6 +426,7 @@ class TrainPage(QWidget):
         self.total_steps = e.total_steps
         if e.start_step:
             self._drop_after(e.start_step)
+        self.plots.set_total_steps(e.total_steps)
         self.progress.setRange(0, max(e.total_steps, 1))
         self.progress.setValue(e.start_step)
         self.progress.setFormat(f"step {e.start_step:,} / {e.total_steps:,}")
@@ -432,9 +445,14 @@ class TrainPage(QWidget):
             if event is not None and event.step <= step:
                 kept.add(event)
         self.buffer = kept
-        self.plots.set_buffer(kept)
+        self.plots.set_buffer(kept, self.total_steps)
 
     def _phase_progress(self, e: PhaseProgress) -> None:
+        if e.phase != self._phase or e.message:
+            self._phase = e.phase
+            self.log.append(e.message or f"{e.phase.capitalize()}…")
+        if self.total_steps:  # training has begun: the bar shows steps; saves go to the log only
+            return
         if e.total:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * min(e.done / e.total, 1.0)))
@@ -444,11 +462,21 @@ class TrainPage(QWidget):
         else:
             self.progress.setRange(0, 0)
             self.progress.setFormat(f"{e.phase}…")
-        if e.phase != self._phase or e.message:
-            self._phase = e.phase
-            self.log.append(e.message or f"{e.phase.capitalize()}…")
 
     def _show_step(self, e: StepMetrics) -> None:
+        # Only the log line here; bar and figures follow on the 10 Hz status timer.
+        self.log.append(f"step {e.step:,}/{e.total_steps or self.total_steps:,}  loss {metric(e.loss)}  "
+                        f"KD {metric(e.kd)}  CE {metric(e.ce)}  agree {percent(e.agreement)}  lr {e.lr:.3g}  "
+                        f"{e.tokens_per_s:,.0f} tok/s")
+        if self.state == STARTING:
+            self._set_state(RUNNING)
+
+    def _refresh_status(self) -> None:
+        """Progress bar, figures and status line from the newest step (at most ~10 times a second)."""
+        e = self.buffer.last_step
+        if e is None or e is self._shown_step:
+            return
+        self._shown_step = e
         total = e.total_steps or self.total_steps or 1
         if self.progress.maximum() != total:
             self.progress.setRange(0, total)
@@ -458,12 +486,8 @@ class TrainPage(QWidget):
             f"Elapsed {human_duration(e.elapsed_s)} · ETA {human_duration(e.eta_s)} · loss {metric(e.loss)} "
             f"(KD {metric(e.kd)}, CE {metric(e.ce)}) · agreement {percent(e.agreement)} · "
             f"{e.tokens_per_s:,.0f} tokens/s · memory {human_bytes(e.memory_bytes)}")
-        self.log.append(f"step {e.step:,}/{total:,}  loss {metric(e.loss)}  KD {metric(e.kd)}  CE {metric(e.ce)}  "
-                        f"agree {percent(e.agreement)}  lr {e.lr:.3g}  {e.tokens_per_s:,.0f} tok/s")
         self.status_text.emit(f"Training: step {e.step:,} / {total:,}, loss {metric(e.loss)}, "
                               f"ETA {human_duration(e.eta_s)}")
-        if self.state == STARTING:
-            self._set_state(RUNNING)
 
     def _show_eval(self, e: EvalMetrics) -> None:
         self.log.append(f"eval at step {e.step:,}: loss {metric(e.loss)}  perplexity {metric(e.perplexity)}  "
@@ -487,6 +511,7 @@ class TrainPage(QWidget):
         self.log.append(e.message, e.level)
 
     def _finished(self, e: Finished) -> None:
+        self._refresh_status()
         if e.stopped_early:
             self.log.append(f"Stopped at step {e.step:,}. The final model is in {e.final_dir}; "
                             f"Resume run… continues from the checkpoint.")

@@ -1,11 +1,10 @@
-"""Token-length histogram with the max-length cut-off drawn as a line."""
+"""Token-length histogram with the max-length cut-off drawn as a line (pyqtgraph, built on first use)."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -15,27 +14,44 @@ from .. import theme
 class LengthHistogram(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.plot_widget = None
+        self.bars = None
+        self.counts = np.zeros(0)
+        self.edges = np.zeros(0)
+        self._lengths: list[int] = []
+        self._max_length: int | None = None
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        theme.notifier().changed.connect(self.apply_theme)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().showEvent(event)
+        if self.plot_widget is None:
+            self._build()
+            self._draw()
+
+    def _build(self) -> None:
+        import pyqtgraph as pg
+
         self.plot_widget = pg.PlotWidget()
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setMenuEnabled(False)
         self.plot.showGrid(y=True, alpha=0.25)
         self.plot.setLabel("bottom", "tokens per row")
         self.plot.setLabel("left", "rows")
-        self.bars: pg.BarGraphItem | None = None
         self.cutoff = pg.InfiniteLine(angle=90, movable=False)
         self.cutoff_label = pg.TextItem(anchor=(1.05, 0))
         self.plot.addItem(self.cutoff)
         self.plot.addItem(self.cutoff_label)
         self.cutoff.setVisible(False)
-        self.counts = np.zeros(0)
-        self.edges = np.zeros(0)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot_widget)
-        theme.notifier().changed.connect(self.apply_theme)
+        self._layout.addWidget(self.plot_widget)
         self.apply_theme(theme.current_colors())
 
     def apply_theme(self, colors: theme.ThemeColors) -> None:
+        if self.plot_widget is None:
+            return
+        import pyqtgraph as pg
+
         self.plot_widget.setBackground(colors.surface)
         for axis in ("left", "bottom"):
             self.plot.getAxis(axis).setPen(pg.mkPen(colors.grid))
@@ -44,30 +60,40 @@ class LengthHistogram(QWidget):
         self.cutoff_label.setColor(colors.error)
         if self.bars is not None:
             self.bars.setOpts(brush=pg.mkBrush(colors.accent), pen=pg.mkPen(colors.surface))
-        self._colors = colors
 
     def set_lengths(self, lengths: Sequence[int], max_length: int | None = None) -> None:
         """Histogram of ``lengths``; ``max_length`` draws the truncation line."""
+        self._lengths, self._max_length = list(lengths), max_length
+        values = np.asarray(self._lengths, dtype=float)
+        if values.size:
+            top = max(values.max(), float(max_length or 0))
+            bins = int(min(40, max(5, np.sqrt(values.size) * 2)))
+            self.counts, self.edges = np.histogram(values, bins=bins, range=(0, max(top, 1.0)))
+        else:
+            self.counts, self.edges = np.zeros(0), np.zeros(0)
+        if self.plot_widget is not None:
+            self._draw()
+
+    def _draw(self) -> None:
+        import pyqtgraph as pg
+
         if self.bars is not None:
             self.plot.removeItem(self.bars)
             self.bars = None
-        values = np.asarray(list(lengths), dtype=float)
-        if values.size == 0:
-            self.counts, self.edges = np.zeros(0), np.zeros(0)
+        if self.counts.size == 0:
             self.cutoff.setVisible(False)
             self.cutoff_label.setText("")
             return
-        top = max(values.max(), float(max_length or 0))
-        bins = int(min(40, max(5, np.sqrt(values.size) * 2)))
-        self.counts, self.edges = np.histogram(values, bins=bins, range=(0, max(top, 1.0)))
+        colors = theme.current_colors()
         width = self.edges[1] - self.edges[0]
         self.bars = pg.BarGraphItem(x0=self.edges[:-1], width=width * 0.92, height=self.counts,
-                                    brush=pg.mkBrush(self._colors.accent), pen=pg.mkPen(self._colors.surface))
+                                    brush=pg.mkBrush(colors.accent), pen=pg.mkPen(colors.surface))
         self.plot.addItem(self.bars)
-        if max_length:
-            self.cutoff.setPos(max_length)
+        top = float(self.edges[-1])
+        if self._max_length:
+            self.cutoff.setPos(self._max_length)
             self.cutoff.setVisible(True)
-            self.cutoff_label.setText(f"max length {max_length}")
-            self.cutoff_label.setPos(max_length, float(self.counts.max()) * 1.05)
+            self.cutoff_label.setText(f"max length {self._max_length}")
+            self.cutoff_label.setPos(self._max_length, float(self.counts.max()) * 1.05)
         self.plot.setXRange(0, top * 1.04, padding=0)
         self.plot.setYRange(0, float(self.counts.max()) * 1.15, padding=0)

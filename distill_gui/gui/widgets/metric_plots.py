@@ -7,15 +7,16 @@ the redraw rate fixed, however fast the trainer reports.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QGridLayout, QLabel, QWidget
 
 from .. import theme
 from ..metrics_buffer import MetricsBuffer
+from ..plot_ranges import sticky_range
 
 
 @dataclass(frozen=True)
@@ -44,40 +45,63 @@ FROM_ZERO = {"Tokens / s", "Memory (GiB)", "Top-1 agreement (%)"}
 
 
 class MetricPlots(QWidget):
-    """The Train page's (and the Runs page's) grid of metric plots."""
+    """The Train page's (and the Runs page's) grid of metric plots.
+
+    The pyqtgraph widgets are built the first time the plots are shown (pyqtgraph itself is
+    imported then), so the window's first paint does not wait for them. Hidden plots are not
+    redrawn: the timer skips them, and showing them draws the newest data at once.
+    """
 
     def __init__(self, buffer: MetricsBuffer | None = None, *, refresh_ms: int = 100, live: bool = True,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.buffer = buffer if buffer is not None else MetricsBuffer()
         self._drawn_version = -1
+        self.total_steps = 0
+        self._x_range: tuple[float, float] | None = None
+        self._y_ranges: dict[str, tuple[float, float]] = {}
         self.redraws = 0
         self.last_redraw_s = 0.0
-        self.view = pg.GraphicsLayoutWidget()
-        self.view.setObjectName("metricPlots")
-        self.plots: dict[str, pg.PlotItem] = {}
-        self.curves: dict[str, pg.PlotDataItem] = {}
-        self._build()
+        self.view = None
+        self.plots: dict[str, object] = {}
+        self.curves: dict[str, object] = {}
 
         self.hint = QLabel("The plots fill in as soon as training reports its first steps.")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.hint.setProperty("muted", True)
         self.hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.view, 0, 0)
-        layout.addWidget(self.hint, 0, 0, Qt.AlignmentFlag.AlignCenter)
+        self._layout = QGridLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.addWidget(self.hint, 0, 0, Qt.AlignmentFlag.AlignCenter)
 
         self.timer = QTimer(self)
         self.timer.setInterval(refresh_ms)
-        self.timer.timeout.connect(self.refresh)
+        self.timer.timeout.connect(self._tick)
         if live:
             self.timer.start()
         theme.notifier().changed.connect(self.apply_theme)
-        self.apply_theme(theme.current_colors())
 
-    def _build(self) -> None:
-        first: pg.PlotItem | None = None
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().showEvent(event)
+        self.ensure_built()
+        self.refresh()
+
+    def ensure_built(self) -> None:
+        if self.view is not None:
+            return
+        import pyqtgraph as pg
+
+        self.view = pg.GraphicsLayoutWidget()
+        self.view.setObjectName("metricPlots")
+        self._build(pg)
+        self._layout.addWidget(self.view, 0, 0)
+        self.hint.raise_()
+        self.apply_theme(theme.current_colors())
+        if self.total_steps > 0:
+            self.set_total_steps(self.total_steps)
+
+    def _build(self, pg) -> None:
+        first = None
         for index, (title, series) in enumerate(PANELS):
             row, col = divmod(index, COLUMNS)
             plot = self.view.addPlot(row=row, col=col)
@@ -87,6 +111,13 @@ class MetricPlots(QWidget):
             plot.setDownsampling(auto=True, mode="peak")
             plot.setMenuEnabled(False)
             plot.getAxis("left").setWidth(52)
+            plot.disableAutoRange()               # ranges come from sticky_range (see refresh)
+            for axis in ("left", "bottom"):
+                # Axes (with their grid lines across the plot) redraw from a pixmap unless their
+                # range changed: replaying their text made every curve update ~4x slower.
+                plot.getAxis(axis).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            if row == 0:                          # one set of step labels, under the bottom row
+                plot.getAxis("bottom").setStyle(showValues=False)
             if first is None:
                 first = plot
             else:
@@ -96,8 +127,12 @@ class MetricPlots(QWidget):
             self.plots[title] = plot
 
     def apply_theme(self, colors: theme.ThemeColors) -> None:
+        if self.view is None:
+            return
+        import pyqtgraph as pg
+
         self.view.setBackground(colors.surface)
-        for index, (title, series) in enumerate(PANELS):
+        for title, series in PANELS:
             plot = self.plots[title]
             plot.setTitle(_title_html(title, series, colors), color=colors.text, size="9pt")
             for axis in ("left", "bottom"):
@@ -115,33 +150,63 @@ class MetricPlots(QWidget):
                 else:
                     curve.setPen(pg.mkPen(color, width=2))
 
-    def set_buffer(self, buffer: MetricsBuffer) -> None:
+    def set_buffer(self, buffer: MetricsBuffer, total_steps: int = 0) -> None:
         self.buffer = buffer
         self._drawn_version = -1
+        self._y_ranges.clear()
+        self._x_range = None
+        self.set_total_steps(total_steps)
         self.refresh()
+
+    def set_total_steps(self, total_steps: int) -> None:
+        """Fix the x axis to the whole run (0..total), so it never moves while the run fills it."""
+        self.total_steps = total_steps
+        if total_steps > 0 and self.view is not None:
+            self._x_range = (0.0, float(total_steps))
+            self.plots[PANELS[0][0]].setXRange(0, total_steps, padding=0.02)
+
+    def _tick(self) -> None:
+        if self.isVisible():
+            self.refresh()
 
     def refresh(self) -> None:
         """Copy the buffer into the curves if it changed since the last draw."""
-        if self.buffer.version == self._drawn_version:
+        self.hint.setVisible(len(self.buffer) == 0)
+        if self.view is None or self.buffer.version == self._drawn_version:
             return
         started = time.perf_counter()
         self._drawn_version = self.buffer.version
+        last_step = 0.0
         for title, series in PANELS:
-            top = 0.0
+            low, high = math.inf, -math.inf
             for s in series:
                 xs, ys = self.buffer.arrays(s.name)
                 ys = ys * s.scale
                 self.curves[s.name].setData(xs, ys)
                 if ys.size:
-                    top = max(top, float(ys.max()))
-            if title in FROM_ZERO and top > 0:
-                self.plots[title].setYRange(0.0, top * 1.08, padding=0)
-        self.hint.setVisible(len(self.buffer) == 0)
+                    low, high = min(low, float(ys.min())), max(high, float(ys.max()))
+                    last_step = max(last_step, float(xs[-1]))
+            if high >= low:
+                self._fit_y(title, low, high)
+        if self.total_steps <= 0 and last_step > 0:
+            new = sticky_range(self._x_range, 0.0, last_step, from_zero=True)
+            if new != self._x_range:
+                self._x_range = new
+                self.plots[PANELS[0][0]].setXRange(*new, padding=0)
         self.redraws += 1
         self.last_redraw_s = time.perf_counter() - started
 
+    def _fit_y(self, title: str, low: float, high: float) -> None:
+        new = sticky_range(self._y_ranges.get(title), low, high, from_zero=title in FROM_ZERO)
+        if new != self._y_ranges.get(title):
+            self._y_ranges[title] = new
+            self.plots[title].setYRange(*new, padding=0)
+
     def curve_data(self, name: str):
         """(x, y) currently drawn for a series (tests and screenshots read it)."""
+        if self.view is None:
+            self.ensure_built()
+            self.refresh()
         return self.curves[name].getData()
 
 
