@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..errors import DataError, ModelError
 from .data import Row, read_rows, split_eval
 from .events import Control, EventCallback, LogMessage, PhaseProgress, ignore_events
-from .teacher_cache import PhaseStopped
+from .teacher_cache import PhaseStopped, Throttle
 
 ANSWERS_FILE = "teacher-answers.jsonl"
 OLLAMA_PREFIX = "ollama:"
@@ -440,6 +440,7 @@ def generate_answers(prompts: Sequence[Prompt], answer_batch: Callable[[list[Pro
         on_event(LogMessage(f"{found:,} of {total:,} teacher answers found in {answers.path.name}"
                             + ("; asking for the rest." if missing else ".")))
     on_event(PhaseProgress("generate", done, total, "answers", "the teacher is answering the prompts"))
+    throttle = Throttle(total)
     batches = iter([missing[i:i + batch_size] for i in range(0, len(missing), max(1, batch_size))])
     pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="teacher-answer")
     pending: dict[cf.Future, list[int]] = {}
@@ -466,7 +467,10 @@ def generate_answers(prompts: Sequence[Prompt], answer_batch: Callable[[list[Pro
                     answers.add(answer)
                     results[index] = answer
                     done += 1
-                on_event(PhaseProgress("generate", done, total, "answers", "the teacher is answering the prompts"))
+                kind = throttle.due(done)
+                if kind:
+                    on_event(PhaseProgress("generate", done, total, "answers", f"the teacher answered {done:,} of "
+                                           f"{total:,} prompts" if kind == "milestone" else ""))
             if control.pause_requested:
                 control.wait_while_paused()
             if control.stop_requested:

@@ -57,6 +57,24 @@ CACHE_DIR = "teacher-cache"
 RowProducer = Callable[[Sequence[Example]], list[tuple[np.ndarray, np.ndarray]]]
 
 
+class Throttle:
+    """When a long phase reports progress: a "milestone" (with a message: a GUI log line, a CLI line)
+    every 5 % and at the end, and a silent "tick" (progress bar only) at most once a second between."""
+
+    def __init__(self, total: int, seconds: float = 1.0) -> None:
+        self.total, self.seconds = total, seconds
+        self.step = max(1, total // 20)
+        self.last = -1.0
+
+    def due(self, done: int) -> str | None:
+        now = time.monotonic()
+        kind = "milestone" if done >= self.total or done % self.step == 0 else \
+            "tick" if now - self.last >= self.seconds else None
+        if kind:
+            self.last = now
+        return kind
+
+
 class PhaseStopped(Exception):
     """Stop was requested while answers were generated or a cache was built (progress is kept)."""
 
@@ -208,7 +226,7 @@ def open_or_build(folder: str | os.PathLike, examples: Sequence[Example], key: C
         on_event(LogMessage(f"Continuing the {what} cache at example {writer.done:,} of {len(examples):,}."))
     total = len(examples)
     on_event(PhaseProgress(phase, writer.done, total, "examples", f"computing the {what}"))
-    control = control or Control()
+    control, throttle = control or Control(), Throttle(total)
     for start in range(writer.done, total, batch_size):
         if control.pause_requested and control.wait_while_paused() or control.stop_requested:
             writer.commit(start)
@@ -216,7 +234,10 @@ def open_or_build(folder: str | os.PathLike, examples: Sequence[Example], key: C
         batch = examples[start:start + batch_size]
         writer.write(start, produce(batch))
         writer.maybe_commit(start + len(batch))
-        on_event(PhaseProgress(phase, start + len(batch), total, "examples", f"computing the {what}"))
+        kind = throttle.due(start + len(batch))
+        if kind:
+            message = f"computing the {what}: {start + len(batch):,} of {total:,} examples" if kind == "milestone" else ""
+            on_event(PhaseProgress(phase, start + len(batch), total, "examples", message))
     cache = writer.finish()
     on_event(LogMessage(f"Teacher cache written to {folder}: {cache.n_rows:,} positions, k = {key.k}, "
                         f"{cache.nbytes() / max(1, cache.n_rows):.0f} bytes per position."))
