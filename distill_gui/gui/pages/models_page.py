@@ -13,6 +13,7 @@ from ..crash import ErrorInfo
 from ..formatting import human_count
 from ..widgets.memory_panel import MemoryPanel
 from ..widgets.model_picker import ModelPicker
+from ..widgets.ollama_teachers import OllamaTeacherBox, TeacherCacheBox
 from ..workers import TaskRunner
 from .common import page_header, scrollable
 
@@ -67,6 +68,12 @@ class PairPanel(QGroupBox):
     def show_checking(self) -> None:
         theme.set_badge(self.badge, "idle", "comparing tokenizers…")
 
+    def show_black_box(self) -> None:
+        theme.set_badge(self.badge, "idle", "black-box teacher")
+        self.verdict.setText("An Ollama teacher: the student learns its answers (any tokenizer), and its "
+                             "log-probabilities where its tokens line up with the student's (checked on the "
+                             "first answer).")
+
     def show_error(self, error: ErrorInfo) -> None:
         theme.set_badge(self.badge, "warn", "cannot compare")
         self.verdict.setText(error.message)
@@ -82,6 +89,8 @@ class ModelsPage(QWidget):
         self.student = ModelPicker("student", store, self.runner)
         self.pair = PairPanel()
         self.memory = MemoryPanel(store, self.runner)
+        self.ollama = OllamaTeacherBox(store, self.runner)
+        self.cache = TeacherCacheBox(store)
         self.teacher.info_changed.connect(self._teacher_changed)
         self.student.info_changed.connect(self._student_changed)
 
@@ -94,9 +103,11 @@ class ModelsPage(QWidget):
         grid.addWidget(self.student, 0, 1)
         grid.addWidget(self.pair, 1, 0)
         grid.addWidget(self.memory, 1, 1)
+        grid.addWidget(self.ollama, 2, 0)
+        grid.addWidget(self.cache, 2, 1, Qt.AlignmentFlag.AlignTop)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
-        grid.setRowStretch(2, 1)
+        grid.setRowStretch(3, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(18, 14, 18, 14)
         layout.addWidget(page_header("Models", "Pick the big teacher to learn from and the small student to "
@@ -109,6 +120,7 @@ class ModelsPage(QWidget):
         if not self._cached_requested:
             self._cached_requested = True
             self.refresh_cached_models()
+            self.ollama.refresh()
 
     def refresh_cached_models(self) -> None:
         self.runner.run("cached", tasks.cached_models, on_done=self._cached, on_error=lambda _e: None, heavy=False)
@@ -132,6 +144,8 @@ class ModelsPage(QWidget):
         if teacher is None or student is None:
             self.runner.cancel("verdict")
             self.pair.show_verdict(None)
+            if self.store.config.teacher.model.startswith("ollama:"):
+                self.pair.show_black_box()
             return
         cfg = self.store.config
         self.pair.show_checking()

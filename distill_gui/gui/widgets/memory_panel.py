@@ -20,7 +20,8 @@ PLAN_KEYS = ("train.batch_size", "data.max_length", "train.precision")
 REPLAN_ON = {"", "teacher.model", "student.model", "student.keep_layers", "teacher.load_in", "teacher.dtype",
              "student.dtype", "student.lora_rank", "train.batch_size", "data.max_length", "train.precision",
              "train.device", "train.optimizer", "train.gradient_checkpointing", "distill.top_k",
-             "distill.chunk_tokens", "distill.loss"}
+             "distill.chunk_tokens", "distill.loss", "teacher.cache_top_k", "teacher.generate",
+             "teacher.gen_max_tokens", "teacher.gen_parallel"}
 
 
 class MemoryPanel(QGroupBox):
@@ -109,6 +110,12 @@ class MemoryPanel(QGroupBox):
         rows = "".join(f'<tr><td>{html.escape(item.name)}</td><td align="right" style="padding:0 10px">'
                        f'{human_bytes(item.bytes)}</td><td style="color:{c.muted}">{html.escape(item.note)}</td></tr>'
                        for item in plan.items)
+        phase = getattr(plan, "teacher_phase", [])  # a cached / answering teacher runs alone first
+        if phase:
+            rows += (f'<tr><td colspan="3" style="padding-top:6px">Before training, the teacher alone: '
+                     f'{human_bytes(sum(item.bytes for item in phase))}</td></tr>')
+            rows += "".join(f'<tr><td>{html.escape(item.name)}</td><td align="right" style="padding:0 10px">'
+                            f'{human_bytes(item.bytes)}</td><td></td></tr>' for item in phase)
         self.items.setText(f"<table>{rows}</table>")
         self.items.setVisible(True)
         advice = list(getattr(plan, "advice", []) or [])

@@ -123,7 +123,7 @@ class ModelPicker(QGroupBox):
             self.ref.setEditText(ref)
         if not derived and key in ("", model_key) and ref and ref != self._checked_ref:
             self._forget_info()
-            if Path(ref).expanduser().is_dir():
+            if Path(ref).expanduser().is_dir() or ref.startswith("ollama:"):
                 self.check_now()
 
     def _ref_edited(self) -> None:
@@ -196,6 +196,12 @@ class ModelPicker(QGroupBox):
         if not ref or ref == "teacher":
             return
         self._checked_ref = ref
+        if ref.startswith("ollama:"):  # served by Ollama: nothing local to inspect
+            from .ollama_teachers import describe_ollama_teacher
+
+            theme.set_badge(self.status, "ok", "Ollama teacher")
+            self._fill(describe_ollama_teacher(ref))
+            return
         theme.set_badge(self.status, "idle", "checking…")
         self.check.setEnabled(False)
         trust = self.store.get(f"{self.role}.trust_remote_code")
@@ -292,7 +298,7 @@ def _vocab_text(info: Any) -> str:
 
 def tasks_help(role: str) -> str:
     if role == "teacher":
-        return ("The big model to learn from: a Hugging Face hub id, a local model folder, or a model "
-                "from your HF cache (open the list).")
+        return ("The big model to learn from: a Hugging Face hub id, a local model folder, a model "
+                "from your HF cache (open the list), or ollama:<name> for a model served by Ollama.")
     return ("The small model to train: a hub id, a local folder, a cached model, or derive it from the "
             "teacher's layers below.")
