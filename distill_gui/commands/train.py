@@ -154,6 +154,9 @@ def format_eval(e: EvalMetrics) -> str:
 
 def format_finished(e: Finished, config_path: str) -> str:
     s = e.summary
+    if e.stopped_early and not e.final_dir:  # stopped while the teacher answered or was cached
+        return (f"stopped before training (during {s.get('stopped_in', 'setup')}); what is done is kept\n"
+                f"continue with: distill-gui train {config_path}")
     head = (f"stopped at step {e.step} of {s.get('total_steps', '?')}" if e.stopped_early
             else f"finished {e.step} steps")
     parts = [f"{head} in {format_duration(s.get('elapsed_s'))}"]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from distill_gui.commands.train import format_finished
 from distill_gui.config import load_config
 from distill_gui.engine import models as M
 from distill_gui.engine import trainer as T
@@ -95,6 +96,8 @@ def test_an_interrupted_generation_resumes_without_asking_twice(tmp_path, toy, o
     events = []
     result = T.train(cfg, on_event=lambda e: (events.append(e), stop_after_four(e)), control=control)
     assert result.stopped_early and result.step == 0 and isinstance(events[-1], Finished)
+    assert format_finished(events[-1], "run.toml") == ("stopped before training (during generate); what is done is "
+                                                       "kept\ncontinue with: distill-gui train run.toml")
     stored = [json.loads(line) for line in (result.run_dir / "teacher-answers.jsonl").read_text().splitlines()]
     first_round = _asked(server)
     assert 4 <= len(stored) < 10 and not (result.run_dir / "checkpoints").exists()

@@ -512,7 +512,9 @@ class TrainPage(QWidget):
 
     def _finished(self, e: Finished) -> None:
         self._refresh_status()
-        if e.stopped_early:
+        if e.stopped_early and not e.final_dir:  # stopped while the teacher answered or was cached
+            self.log.append("Stopped before training. Start the run again to continue where the teacher stopped.")
+        elif e.stopped_early:
             self.log.append(f"Stopped at step {e.step:,}. The final model is in {e.final_dir}; "
                             f"Resume run… continues from the checkpoint.")
         else:
