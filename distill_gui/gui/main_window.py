@@ -47,7 +47,7 @@ class MainWindow(QMainWindow):
         self.data_page = DataPage(self.store)
         self.train_page = TrainPage(self.store)
         self.export_page = ExportPage()
-        self.chat_page = ChatPage()
+        self.chat_page = ChatPage(self.store)
         self.runs_page = RunsPage(self.store)
         self.settings_page = SettingsPage()
         self.pages = [self.models_page, self.data_page, self.train_page, self.export_page, self.chat_page,
@@ -159,15 +159,20 @@ class MainWindow(QMainWindow):
         self.runs_page.resume_requested.connect(self._resume_from_runs)
         self.runs_page.load_config_requested.connect(self._load_from_runs)
         self.settings_page.theme_changed.connect(self.theme_requested)
+        # Export -> Chat: a freshly registered student goes into pane B; "Chat with it" opens the page.
+        self.export_page.registered.connect(self.chat_page.select_student)
+        self.export_page.chat_requested.connect(lambda _name: self.show_page("Chat"))
+        for page in (self.export_page, self.chat_page):
+            page.status_text.connect(lambda text: self.statusBar().showMessage(text, 8000))
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt name
-        super().showEvent(event)
-        if not self._warmed_up:
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
+        super().paintEvent(event)
+        if not self._warmed_up:  # after the first paint, so the import never delays the window
             self._warmed_up = True
             self._warm_up_timer = QTimer(self)          # owned by the window: gone if the window is
             self._warm_up_timer.setSingleShot(True)     # closed first
             self._warm_up_timer.timeout.connect(self._warm_up)
-            self._warm_up_timer.start(300)
+            self._warm_up_timer.start(200)
 
     def _warm_up(self) -> None:
         self.runner.run("warm-up", _nothing)
@@ -245,7 +250,7 @@ class MainWindow(QMainWindow):
             QApplication.processEvents()
             self.train_page.shutdown()
         self.save_state()
-        for page in (self.models_page, self.data_page):
+        for page in (self.models_page, self.data_page, self.export_page, self.chat_page):
             page.shutdown()
         self.runner.wait_all()
         event.accept()

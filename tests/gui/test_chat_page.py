@@ -67,7 +67,7 @@ def test_both_panes_stream_at_once_with_live_stats_markdown_and_copy(qtbot, olla
     shutdown_pages(page)
     a, b = page.panes["A"], page.panes["B"]
     assert (a.model(), b.model()) == ("teacher:7b", "student:v1")   # the Ollama teacher, the registered student
-    assert "4.38 GiB" in a.info.text() and "Q4_K_M" in a.info.text()
+    assert "4.38 GiB · Q4_K_M · 1.2B" in a.picker.currentText() and "trained context 4096" in a.info.text()
     page.shared_settings.system.setText("Answer briefly.")
 
     send(qtbot, page, "What is recursion?")

@@ -345,11 +345,10 @@ class ChatPage(QWidget):
 
     def _apply_blind_view(self) -> None:
         hidden = self._hidden()
+        blind = self.blind.isChecked()
         for pane_id, pane in self.panes.items():
-            title = BLIND_TITLES[pane_id] if self.blind.isChecked() else pane_id
-            pane.set_identity_hidden(hidden, title)
-            if self.blind.isChecked() and not hidden:
-                pane.info.setText(self.conversation.models.get(pane_id, ""))
+            pane.set_blind(blind, hidden, BLIND_TITLES[pane_id] if blind else pane_id,
+                           self.conversation.models.get(pane_id, ""))
         self.vote_bar.setVisible(self.blind.isChecked())
         self._update_controls()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QDialog, QDialogButtonBox, QHBoxLayout, QHeaderView, QLabel,
-                               QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QPushButton, QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ...chatlog import VOTE_LABELS, VOTES, PairTally
 
@@ -30,6 +30,7 @@ class BlindVoteBar(QWidget):
             button = QPushButton(VOTE_LABELS[vote])
             button.setObjectName(f"vote_{vote}")
             button.clicked.connect(lambda _=False, v=vote: self.voted.emit(v))
+            button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
             self.buttons[vote] = button
             row.addWidget(button)
         self.result = QLabel()
@@ -41,6 +42,7 @@ class BlindVoteBar(QWidget):
         self.next_round.setToolTip("Clear the chat and seat the two models in a new random order.")
         self.next_round.clicked.connect(self.new_round)
         row.addWidget(self.result, 1)
+        row.addStretch(0)
         row.addWidget(self.next_round)
         self.tally = QLabel()
         self.tally.setObjectName("tallyLine")

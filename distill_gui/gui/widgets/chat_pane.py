@@ -67,6 +67,7 @@ class ChatPane(QFrame):
         self.reply: Reply | None = None
         self.turn_index = -1
         self.hide_identity = False
+        self.blind = False
         self._dirty = False
         self._sent_at = 0.0
         self._chunks = 0
@@ -175,24 +176,34 @@ class ChatPane(QFrame):
 
     def _picked(self, _index: int = 0) -> None:
         entry = self.entries.get(self.model())
-        if self.hide_identity:
+        if self.blind:
             self.info.setText("")
         elif entry is None:
             self.info.setText("Not installed in Ollama" if self.model() else "No model: is Ollama running?")
         else:
-            details = [model_summary(entry), entry.family]
-            if entry.context_length:
-                details.append(f"trained context {entry.context_length}")
+            details = [entry.family, f"trained context {entry.context_length}" if entry.context_length else "",
+                       ", ".join(entry.capabilities)]
             self.info.setText(" · ".join(d for d in details if d))
+        self.info.setVisible(bool(self.info.text()))
         self.model_changed.emit(self.pane_id)
 
-    def set_identity_hidden(self, hidden: bool, title: str) -> None:
-        """Blind mode: show ``title`` (Left / Right) and hide the picker, model details and stats."""
-        self.hide_identity = hidden
+    def set_blind(self, blind: bool, hidden: bool, title: str, model: str = "") -> None:
+        """Blind mode: the seating is fixed for the round, so the picker goes; ``title`` is Left / Right.
+
+        While ``hidden`` the model, its details and the stats stay hidden; after the vote the model
+        this pane talked to is named in the header.
+        """
+        self.blind, self.hide_identity = blind, hidden
         self.title.setText(title)
-        self.picker.setVisible(not hidden)
-        self.refresh.setVisible(not hidden)
-        self.hidden_note.setVisible(hidden)
+        self.picker.setVisible(not blind)
+        self.refresh.setVisible(not blind)
+        self.hidden_note.setVisible(blind)
+        if blind:
+            entry = self.entries.get(model)
+            self.hidden_note.setText("Model hidden until you vote" if hidden else
+                                     f"{model}   ({model_summary(entry)})" if entry else model)
+            self.hidden_note.setProperty("muted", hidden)
+            self.hidden_note.setStyleSheet("" if hidden else "font-weight: 600;")
         self._picked()
         self.show_stats()
 

@@ -31,6 +31,7 @@ class ConversationView(QTextBrowser):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setOpenLinks(False)
+        self.document().setDocumentMargin(8)
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(self._anchor)
         self.setPlaceholderText("The replies appear here.")
