@@ -15,8 +15,8 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QRadioButton, QSpinBox,
-                               QSplitter, QVBoxLayout, QWidget)
+                               QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QRadioButton, QSizePolicy,
+                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from ...chatlog import remember_registered
 from ...config import default_runs_dir
@@ -176,6 +176,8 @@ class ExportPage(QWidget):
         form = QFormLayout(box)
         form.addRow("Model name", name_row)
         form.addRow("", self.name_problem)
+        self._ollama_form = form
+        form.setRowVisible(self.name_problem, False)
         form.addRow("Quantize on register", self.quantize_combo)
         form.addRow("System prompt", self.system_edit)
         form.addRow("Context (num_ctx)", self.num_ctx)
@@ -220,11 +222,13 @@ class ExportPage(QWidget):
         self.phase = QLabel()
         self.phase.setProperty("muted", True)
         row = QHBoxLayout()
-        row.addWidget(self.export_button)
-        row.addWidget(self.register_button)
-        row.addWidget(self.cancel_button)
+        for button in (self.export_button, self.register_button, self.cancel_button):
+            button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+            button.setMinimumWidth(110)
+            row.addWidget(button)
         row.addWidget(self.progress, 1)
         row.addWidget(self.phase)
+        row.addStretch(0)
         return row
 
     def _result_panel(self) -> QFrame:
@@ -390,11 +394,13 @@ class ExportPage(QWidget):
             validate_ollama_name(self.name())
         except DistillError as exc:
             self.name_problem.setText(exc.message)
+            self._ollama_form.setRowVisible(self.name_problem, True)
             self.name_problem.setStyleSheet(f"color: {theme.current_colors().error};")
             theme.set_invalid(self.name_edit, True)
             self._update_buttons()
             return False
         self.name_problem.setText("")
+        self._ollama_form.setRowVisible(self.name_problem, False)
         theme.set_invalid(self.name_edit, False)
         self._update_buttons()
         return True
