@@ -243,6 +243,11 @@ def test_blind_votes_are_recorded_revealed_and_tallied(qtbot, ollama_server, shu
     pair = load_tallies()[pair_key("teacher:7b", "student:v1")]
     assert (pair.wins(seated["A"]), pair.wins(seated["B"]), pair.ties, pair.total) == (1, 0, 1, 2)
     assert "of 1 decisive vote" in page.vote_bar.tally.text()
+    second_seating = dict(page.conversation.models)
+    page.blind.setChecked(False)               # leaving blind mode: the pickers show who sat where
+    assert a.picker.isVisible() and (a.model(), b.model()) == (second_seating["A"], second_seating["B"])
+    assert not page.vote_bar.isVisible() and a.title.text() == "A"
+    page.blind.setChecked(True)
 
     orders = set()                             # the seating is random, round after round
     for _ in range(30):
@@ -260,6 +265,15 @@ def test_save_as_jsonl_and_markdown_then_reopen(qtbot, ollama_server, shutdown_p
     page.panes["B"].select_model("student:v1")
     send(qtbot, page, "What is recursion?")
     wait_until(qtbot, lambda: both_finished(page), 10, "both replies")
+    first = page.conversation.turns[0].replies["A"]
+    qtbot.mouseClick(page.regenerate_button, Qt.MouseButton.LeftButton)   # both asked again, same history
+    wait_until(qtbot, lambda: both_finished(page), 10, "the regenerated replies")
+    bodies = chat_bodies(ollama_server)
+    assert len(bodies) == 4 and len(page.conversation.turns) == 1
+    assert sorted((b["model"], str(b["messages"])) for b in bodies[2:]) == sorted(
+        (b["model"], str(b["messages"])) for b in bodies[:2])
+    assert page.conversation.turns[0].replies["A"] is not first
+    assert page.panes["A"].view.plain_text().count("itself on a smaller input") == 1
     assert page.save_to(tmp_path / "chat.jsonl") and page.save_to(tmp_path / "chat.md")
     markdown = (tmp_path / "chat.md").read_text(encoding="utf-8")
     assert "## 1. You\n\nWhat is recursion?" in markdown and TEACHER_REPLY in markdown and STUDENT_REPLY in markdown

@@ -325,10 +325,12 @@ class ChatPage(QWidget):
                 pane.reset()
             self._seat_blind()
         elif self.conversation.blind is not None:
+            # Leaving blind mode reveals the round; the pickers show who sat where, and the chat goes on.
             self.conversation.blind["revealed"] = True
             for pane_id, model in self.conversation.models.items():
                 self.panes[pane_id].select_model(model)
-            self.conversation.blind = None if not self.conversation.turns else self.conversation.blind
+            if not self.conversation.turns:
+                self.conversation.blind = None
         self._apply_blind_view()
         self._render_all()
 

@@ -295,8 +295,11 @@ class ChatPane(QFrame):
         self.reply_finished.emit(self.pane_id)
 
     def _on_ended(self) -> None:
+        sender = self.sender()
         if self._from_current_stream():
             self._detach()
+        if sender is not None:
+            sender.deleteLater()      # its thread is done: nothing will emit on it any more
 
     def _from_current_stream(self) -> bool:
         """True for a signal of the stream this pane follows now (not one stopped or replaced)."""
