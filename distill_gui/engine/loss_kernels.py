@@ -14,7 +14,7 @@ follows from one per-bucket quantity ``R_b = q_b * dD/dq_b`` (constants in dD/dq
 which for full-vocabulary buckets is ``R - q * sum(R)`` (forward KL: ``q - p``). The KD term is
 ``T^2 * D``, so its gradient w.r.t. ``s`` is ``T * dD/du``.
 
-Speed (CPU): softmaxes are built from ``amax``, one fused shift (``addcmul``), ``exp_`` and a row
+Speed (CPU): softmaxes are built from ``amax``, one fused shift (``add`` with alpha), ``exp_`` and a row
 sum, kept unnormalised where a per-row factor can be folded into a later pass; this is several
 times faster than ``torch.softmax`` on wide rows. Only the teacher's argmax is searched (argmax is
 a slow, scalar pass); the student agrees when its logit there equals its maximum.
@@ -127,7 +127,7 @@ def _row_softmax(x: torch.Tensor, scale: float = 1.0, *, x_max: torch.Tensor | N
     if inplace:
         e = (x.mul_(scale) if scale != 1.0 else x).sub_(m)
     elif scale != 1.0:
-        e = torch.addcmul(-m, x, torch.ones((), dtype=x.dtype, device=x.device), value=scale)
+        e = torch.add(-m, x, alpha=scale)  # one broadcast pass (addcmul is 2x slower on the CPU)
     else:
         e = x - m
     e.exp_()
@@ -137,7 +137,7 @@ def _row_softmax(x: torch.Tensor, scale: float = 1.0, *, x_max: torch.Tensor | N
 
 def _scaled_log(x: torch.Tensor, scale: float, lse: torch.Tensor) -> torch.Tensor:
     """scale * x - lse as a new tensor (log-softmax once lse is known)."""
-    return torch.addcmul(-lse, x, torch.ones((), dtype=x.dtype, device=x.device), value=scale)
+    return torch.add(-lse, x, alpha=scale)
 
 
 def _xdiff(w: torch.Tensor, la: torch.Tensor, lb: torch.Tensor) -> torch.Tensor:
@@ -249,31 +249,56 @@ def teacher_buckets_from_cache(ids: torch.Tensor, logprobs: torch.Tensor, mode: 
     return TeacherBuckets(ids, torch.log_softmax(logprobs / temperature, dim=1), argmax)
 
 
-# ---- KD paths: each returns (sum over rows of D as float64, kd_scale * dD/du or None, teacher argmax) ----
+# ---- KD paths ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _KdOut:
+    """What a KD path returns.
+
+    Attributes:
+        d_sum: scalar float64, sum over the chunk of D (without T^2).
+        grad: (C, V) kd_scale * dD/du, or None.
+        t_arg: (C,) the teacher's argmax.
+        agree: the agreement count when the path had to read it from ``s`` itself.
+        sm: the student's softmax parts at T = 1 when the path derived them cheaply.
+    """
+
+    d_sum: torch.Tensor
+    grad: torch.Tensor | None
+    t_arg: torch.Tensor
+    agree: torch.Tensor | None = None
+    sm: _RowSoftmax | None = None
 
 
 def _kd_full_forward_kl(s: torch.Tensor, s_max: torch.Tensor, t: torch.Tensor, temperature: float,
-                        kd_scale: float):
+                        kd_scale: float, want_sm: bool):
     """Forward KL over the full vocabulary, the fast path (no log-probability buffers).
 
-    KL(p || q) = sum p * (t - s) / T - lse(t/T) + lse(s/T); dD/du = q - p.
+    KL(p || q) = sum p * (t - s) / T - lse(t/T) + lse(s/T); dD/du = q - p. At T = 1 or 2 the
+    student's softmax at T = 1 (for the CE term) follows from exp((s - max) / T) by a copy or a
+    square instead of another exp pass; it is then returned (written into ``s``'s buffer) with the
+    agreement count, which must be read from ``s`` before.
     """
     inv_t = 1.0 / temperature
     t_arg = t.argmax(1, keepdim=True)
     p_parts = _row_softmax(t, inv_t, x_max=t.gather(1, t_arg))
     q_parts = _row_softmax(s, inv_t, x_max=s_max)
-    p = p_parts.probs_()
-    rows = t.sub_(s).mul_(p)  # p * (t - s): 0 * (-inf) = NaN where a teacher logit is -inf
+    rows = t.sub_(s).mul_(p_parts.e)  # p * (t - s) * z_t: 0 * (-inf) = NaN where a teacher logit is -inf
     dots = rows.sum(1, keepdim=True)
     bad = ~torch.isfinite(dots)
     if bool(bad.any()):  # apply 0 * log 0 = 0 on rows with -inf teacher logits and a finite lse
         fix = bad & torch.isfinite(p_parts.lse)
         dots = torch.where(fix, rows.nan_to_num(nan=0.0).sum(1, keepdim=True), dots)
-    d = dots * inv_t - p_parts.lse + q_parts.lse
-    grad = None
-    if kd_scale:
-        grad = q_parts.e.mul_(q_parts.inv_z() * kd_scale).sub_(p, alpha=kd_scale)
-    return d.double().sum(), grad, t_arg.squeeze(1)
+    d = dots * p_parts.inv_z() * inv_t - p_parts.lse + q_parts.lse
+    out = _KdOut(d.double().sum(), None, t_arg.squeeze(1))
+    if want_sm and temperature in (1.0, 2.0):
+        out.agree = (s.gather(1, t_arg) == s_max).sum().double()
+        e1 = s.copy_(q_parts.e) if temperature == 1.0 else torch.mul(q_parts.e, q_parts.e, out=s)
+        out.sm = _RowSoftmax(e1, s_max, e1.sum(1, keepdim=True).log_())
+    if kd_scale:  # kd_scale * (q - p), written over q's exponentials
+        out.grad = q_parts.e.mul_(q_parts.inv_z() * kd_scale).addcmul_(p_parts.e, p_parts.inv_z(), value=-kd_scale)
+    return out
 
 
 def _kd_full_generic(loss: str, s: torch.Tensor, s_max: torch.Tensor, t: torch.Tensor, temperature: float,
@@ -290,7 +315,7 @@ def _kd_full_generic(loss: str, s: torch.Tensor, s_max: torch.Tensor, t: torch.T
     grad = None
     if kd_scale:
         grad = r.sub_(q.mul_(r.sum(1, keepdim=True))).mul_(kd_scale)
-    return d.double().sum(), grad, t_arg.squeeze(1)
+    return _KdOut(d.double().sum(), grad, t_arg.squeeze(1))
 
 
 def _kd_topk(loss: str, s: torch.Tensor, s_max: torch.Tensor, teacher: TeacherBuckets, temperature: float,
@@ -311,7 +336,7 @@ def _kd_topk(loss: str, s: torch.Tensor, s_max: torch.Tensor, teacher: TeacherBu
         if kd_scale:
             g_top = (r - lq.exp() * r.sum(1, keepdim=True)) * kd_scale
             grad = torch.zeros_like(s).scatter_add_(1, ids, g_top)
-        return d.double().sum(), grad, teacher.argmax
+        return _KdOut(d.double().sum(), grad, teacher.argmax)
     q_parts = _row_softmax(s, inv_t, x_max=s_max)
     masked = (s * inv_t).scatter_(1, ids, float("-inf"))
     tail_parts = _row_softmax(masked, inplace=True)  # softmax over the tail tokens only
@@ -324,7 +349,7 @@ def _kd_topk(loss: str, s: torch.Tensor, s_max: torch.Tensor, teacher: TeacherBu
         grad = tail_parts.e.mul_(tail_parts.inv_z() * r[:, k:] * kd_scale)
         grad.addcmul_(q_parts.e, q_parts.inv_z() * r_sum, value=-kd_scale)
         grad.scatter_add_(1, ids, r[:, :k] * kd_scale)
-    return d.double().sum(), grad, teacher.argmax
+    return _KdOut(d.double().sum(), grad, teacher.argmax)
 
 
 def _is_fast_forward_kl(loss: str, beta: float) -> bool:
@@ -352,22 +377,21 @@ def chunk_step(s: torch.Tensor, labels: torch.Tensor, teacher: TeacherLogits | T
     col = labels.unsqueeze(1)
     picked = s.gather(1, col)
     s_max = s.amax(1, keepdim=True)
-    grad = None
+    grad, sm = None, None
     if loss == "ce":
         kd = torch.zeros((), dtype=torch.float64, device=s.device)
         agree = torch.full((), float("nan"), dtype=torch.float64, device=s.device)
     else:
         if isinstance(teacher, TeacherBuckets):
-            d_sum, grad, t_arg = _kd_topk(loss, s, s_max, teacher, temperature, beta, skew, kd_scale)
+            out = _kd_topk(loss, s, s_max, teacher, temperature, beta, skew, kd_scale)
         elif _is_fast_forward_kl(loss, beta):
-            d_sum, grad, t_arg = _kd_full_forward_kl(s, s_max, teacher.logits, temperature, kd_scale)
+            out = _kd_full_forward_kl(s, s_max, teacher.logits, temperature, kd_scale, want_sm=True)
         else:
-            d_sum, grad, t_arg = _kd_full_generic(loss, s, s_max, teacher.logits, temperature, beta, skew,
-                                                  kd_scale)
-        kd = d_sum * temperature ** 2
-        agree = (s.gather(1, t_arg.unsqueeze(1)) == s_max).sum().double()
-    # The hard-label part last: it reuses the student logits' buffer for exp(s - max).
-    sm = _row_softmax(s, x_max=s_max, inplace=True)
+            out = _kd_full_generic(loss, s, s_max, teacher.logits, temperature, beta, skew, kd_scale)
+        kd, grad, sm = out.d_sum * temperature ** 2, out.grad, out.sm
+        agree = out.agree if out.agree is not None else (s.gather(1, out.t_arg.unsqueeze(1)) == s_max).sum().double()
+    if sm is None:  # the hard-label part reuses the student logits' buffer for exp(s - max)
+        sm = _row_softmax(s, x_max=s_max, inplace=True)
     ce = (sm.lse - picked).double().sum()
     if weights is not None:
         grad = _add_ce_grad(grad, sm, col, ce_w)

@@ -65,7 +65,7 @@ def _assert_same(ours, ref, tol):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("temperature", [1.0, 2.5])
+@pytest.mark.parametrize("temperature", [1.0, 2.0, 2.5])  # 1 and 2 take shortcuts
 @pytest.mark.parametrize("loss", LOSSES)
 def test_every_loss_matches_reference_in_value_and_gradient(loss, temperature, device):
     args = _problem(device=device)
