@@ -24,9 +24,9 @@ log = logging.getLogger("distill_gui.gui")
 
 
 class PaneStream(QObject):
-    """Chat with one model once; ``chunk``* then ``finished`` (+ ``memory``) or ``failed``; ``ended`` last."""
+    """Chat with one model once: ``arrived``* then ``finished`` (+ ``memory``) or ``failed``; ``ended`` last."""
 
-    chunk = Signal(str, str, float)        # answer text piece, reasoning piece, seconds since sending
+    arrived = Signal()                     # new pieces wait in ``take()`` (one signal per batch, not per token)
     finished = Signal(object)              # ChatStats
     memory = Signal(object)                # LoadedModel of this model from /api/ps, or None
     failed = Signal(object)                # DistillError (an OllamaError subclass for server trouble)
@@ -42,6 +42,8 @@ class PaneStream(QObject):
         self.cancelled = False
         self._stream: Any = None
         self._lock = threading.Lock()
+        self._pieces: list[tuple[str, str, float]] = []
+        self._signalled = False
         self._thread = threading.Thread(target=self._run, name=f"chat-{model}", daemon=True)
 
     def start(self) -> None:
@@ -77,7 +79,7 @@ class PaneStream(QObject):
                     if isinstance(item, ChatStats):
                         self._emit(self.finished, item)
                     else:
-                        self._emit(self.chunk, item.content, item.thinking, item.elapsed_s)
+                        self._push(item.content, item.thinking, item.elapsed_s)
                 if stream.stats is not None and not self.cancelled:
                     self._emit(self.memory, _loaded(client, self.model, OllamaError))
         except DistillError as exc:
@@ -90,6 +92,23 @@ class PaneStream(QObject):
                                                      f"{type(exc).__name__}: {exc}. This is a bug; see the log."))
         finally:
             self._emit(self.ended)
+
+    def take(self) -> list[tuple[str, str, float]]:
+        """The pieces that arrived since the last call: (answer text, reasoning text, seconds since sending)."""
+        with self._lock:
+            pieces, self._pieces = self._pieces, []
+            self._signalled = False
+        return pieces
+
+    def _push(self, content: str, thinking: str, elapsed: float) -> None:
+        # Coalesce: one queued ``arrived`` at a time. A fast model sends hundreds of tokens per second
+        # per pane; a signal per token would flood the GUI thread's event queue and starve its timers.
+        with self._lock:
+            self._pieces.append((content, thinking, elapsed))
+            if self._signalled:
+                return
+            self._signalled = True
+        self._emit(self.arrived)
 
     def _emit(self, signal: Any, *args: Any) -> None:
         try:

@@ -13,6 +13,7 @@ from PySide6.QtGui import QGuiApplication, QTextFormat
 from distill_gui.chatlog import load_tallies, pair_key, read_votes, remember_registered, votes_path
 from distill_gui.gui.config_store import ConfigStore
 from distill_gui.gui.pages.chat_page import ChatPage
+from distill_gui.gui.widgets.chat_view import stable_boundary
 from distill_gui.settings import AppSettings, save_settings
 
 from .conftest import wait_until
@@ -91,6 +92,7 @@ def test_both_panes_stream_at_once_with_live_stats_markdown_and_copy(qtbot, olla
         assert stats["tokens_per_s"] == pytest.approx(record.final["eval_count"] / record.final["eval_duration"] * 1e9)
         assert stats["done_reason"] == "stop" and 0 < stats["ttft_s"] < stats["total_s"]
     wait_until(qtbot, lambda: "in memory" in a.stats.text() and "in memory" in b.stats.text(), 5, "memory from ps")
+    streamed_b = b.view.plain_text()
     assert "4.38 GiB in memory (100 % GPU)" in a.stats.text()
     assert f"{teacher_stream.final['eval_count']} tokens" in a.stats.text() and "tok/s" in a.stats.text()
 
@@ -100,6 +102,8 @@ def test_both_panes_stream_at_once_with_live_stats_markdown_and_copy(qtbot, olla
         assert body["options"] == {"temperature": 0.7, "num_ctx": 4096, "num_predict": 1024}
 
     text = a.view.plain_text()                 # markdown rendered: no ** or fences, the code is a code block
+    page._render_all()                         # drawn piece by piece while streaming = drawn whole
+    assert a.view.plain_text() == text and b.view.plain_text() == streamed_b
     assert "itself on a smaller input" in text and "**" not in text and "```" not in text
     code_blocks = []
     block = a.view.document().begin()
@@ -291,3 +295,12 @@ def test_save_as_jsonl_and_markdown_then_reopen(qtbot, ollama_server, shutdown_p
     send(qtbot, page, "And iteration?")                              # the reopened chat continues
     wait_until(qtbot, lambda: both_finished(page), 10, "the continued chat")
     assert chat_bodies(ollama_server)[-1]["messages"][1]["content"] in (TEACHER_REPLY, STUDENT_REPLY)
+
+
+def test_streamed_markdown_is_final_up_to_the_last_blank_line_outside_code():
+    text = "Intro.\n\n```python\na = 1\n\nb = 2\n```\n\nMore text"
+    first = stable_boundary(text, 0)
+    assert text[:first] == "Intro.\n\n```python\na = 1\n\nb = 2\n```\n\n"    # not inside the fence
+    assert stable_boundary(text, first) == first
+    assert stable_boundary("Intro.\n\n```python\na = 1\n\nb", 0) == len("Intro.\n\n")   # fence still open
+    assert stable_boundary("one line", 0) == 0

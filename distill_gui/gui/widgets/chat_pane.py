@@ -71,6 +71,7 @@ class ChatPane(QFrame):
         self._dirty = False
         self._sent_at = 0.0
         self._chunks = 0
+        self._last_elapsed = 0.0
         self._live: dict[str, Any] = {}
         self._build()
 
@@ -217,10 +218,11 @@ class ChatPane(QFrame):
         reply.state, reply.content, reply.thinking, reply.error, reply.stats = "streaming", "", "", "", {}
         self._sent_at = time.perf_counter()
         self._chunks = 0
+        self._last_elapsed = 0.0
         self._live = {}
         stream = PaneStream(reply.model, messages, host=host, system=system, options=options, think=think,
                             parent=self)
-        stream.chunk.connect(self._on_chunk)
+        stream.arrived.connect(self._on_arrived)
         stream.finished.connect(self._on_finished)
         stream.memory.connect(self._on_memory)
         stream.failed.connect(self._on_failed)
@@ -236,6 +238,7 @@ class ChatPane(QFrame):
         """Cancel the running reply; what arrived stays, marked as stopped."""
         if self.stream is not None and self.is_streaming():
             self.stream.cancel()
+            self._drain()
             self._detach()
             self.reply.state = "stopped"
             self.reply.stats = dict(self._live)
@@ -247,20 +250,28 @@ class ChatPane(QFrame):
         """Forget the stream: late signals from its thread are ignored from now on."""
         stream, self.stream = self.stream, None
         if stream is not None:
-            for signal in (stream.chunk, stream.finished, stream.memory, stream.failed):
+            for signal in (stream.arrived, stream.finished, stream.memory, stream.failed):
                 signal.disconnect()
 
-    def _on_chunk(self, content: str, thinking: str, elapsed: float) -> None:
-        if not self._from_current_stream():
+    def _on_arrived(self) -> None:
+        if self._from_current_stream():
+            self._drain()
+
+    def _drain(self) -> None:
+        """Take the pieces the worker has buffered into the reply and the live counters."""
+        if self.stream is None or self.reply is None:
             return
-        self.reply.content += content
-        self.reply.thinking += thinking
-        self._chunks += 1
-        if self._live.get("ttft_s") is None:
-            self._live["ttft_s"] = elapsed
+        for content, thinking, elapsed in self.stream.take():
+            self.reply.content += content
+            self.reply.thinking += thinking
+            self._chunks += 1
+            if self._live.get("ttft_s") is None:
+                self._live["ttft_s"] = elapsed
+            self._last_elapsed = elapsed
         self._live["eval_count"] = self._chunks
-        if self._chunks > 1 and elapsed > self._live["ttft_s"]:
-            self._live["tokens_per_s"] = (self._chunks - 1) / (elapsed - self._live["ttft_s"])
+        ttft = self._live.get("ttft_s")
+        if self._chunks > 1 and ttft is not None and self._last_elapsed > ttft:
+            self._live["tokens_per_s"] = (self._chunks - 1) / (self._last_elapsed - ttft)
         self._dirty = True
 
     def _on_finished(self, stats: Any) -> None:
@@ -286,6 +297,7 @@ class ChatPane(QFrame):
     def _on_failed(self, error: Any) -> None:
         if not self._from_current_stream():
             return
+        self._drain()
         self.reply.state = "error"
         self.reply.error = error.message
         self.reply.stats = dict(self._live)

@@ -37,6 +37,9 @@ class ConversationView(QTextBrowser):
         self.setPlaceholderText("The replies appear here.")
         self._copy_texts: dict[str, str] = {}
         self._reply_start: int | None = None      # document position where the last reply's body starts
+        self._stable_pos: int | None = None       # ... and where its part that is still changing starts
+        self._stable_text = ""                    # the reply text rendered before _stable_pos
+        self._stable_thinking = ""
         theme.notifier().changed.connect(lambda _c: self._restyle())
         self._last: tuple[Sequence[tuple[str, Reply | None]], LabelFor] | None = None
 
@@ -47,7 +50,7 @@ class ConversationView(QTextBrowser):
         at_end = self._at_end()
         self.clear()
         self._copy_texts.clear()
-        self._reply_start = None
+        self._reply_start = self._stable_pos = None
         cursor = QTextCursor(self.document())
         first = True
         for index, (user, reply) in enumerate(turns):
@@ -62,16 +65,34 @@ class ConversationView(QTextBrowser):
             self._scroll_to_end()
 
     def update_reply(self, reply: Reply, index: int) -> None:
-        """Replace the body of the last reply (the one streaming) with its current text."""
+        """Redraw the last reply (the one streaming) with its current text.
+
+        Only the unfinished tail is re-rendered: text up to the last blank line outside a code fence
+        is final, rendered once and kept, so a tick costs the size of the last paragraph, not of the
+        whole reply (a long reply would otherwise make every redraw slower than the last).
+        """
         if self._reply_start is None:
             return
         at_end = self._at_end()
         self._copy_texts[f"reply:{index}"] = reply.content
         cursor = QTextCursor(self.document())
-        cursor.setPosition(self._reply_start)
-        cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
-        cursor.removeSelectedText()
-        self._reply_body(cursor, reply)
+        if self._stable_pos is None or reply.thinking != self._stable_thinking \
+                or not reply.content.startswith(self._stable_text):
+            cursor.setPosition(self._reply_start)
+            self._stable_thinking, self._stable_text = reply.thinking, ""
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+            self._thinking(cursor, reply.thinking)
+            self._stable_pos = cursor.position()
+        else:
+            cursor.setPosition(self._stable_pos)
+            cursor.movePosition(QTextCursor.MoveOperation.End, QTextCursor.MoveMode.KeepAnchor)
+            cursor.removeSelectedText()
+        boundary = stable_boundary(reply.content, len(self._stable_text))
+        if boundary > len(self._stable_text):
+            self._markdown(cursor, reply.content[len(self._stable_text):boundary])
+            self._stable_pos, self._stable_text = cursor.position(), reply.content[:boundary]
+        self._reply_rest(cursor, reply, reply.content[boundary:], has_text=bool(reply.content))
         if at_end:
             self._scroll_to_end()
 
@@ -97,16 +118,24 @@ class ConversationView(QTextBrowser):
         self._shade_code(start, cursor.position())
 
     def _reply_body(self, cursor: QTextCursor, reply: Reply) -> None:
-        colors = theme.current_colors()
-        if reply.thinking:
+        self._thinking(cursor, reply.thinking)
+        self._reply_rest(cursor, reply, reply.content, has_text=bool(reply.content))
+
+    def _thinking(self, cursor: QTextCursor, thinking: str) -> None:
+        if thinking:
             cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
-            thinking = html.escape(reply.thinking.strip()).replace("\n", "<br>")
-            cursor.insertHtml(f"<span style='color:{colors.muted}; font-style:italic'>Thinking: {thinking}</span>")
-        if reply.content:
-            self._markdown(cursor, reply.content)
-        elif reply.state in ("pending", "streaming"):
+            text = html.escape(thinking.strip()).replace("\n", "<br>")
+            cursor.insertHtml(f"<span style='color:{theme.current_colors().muted}; font-style:italic'>"
+                              f"Thinking: {text}</span>")
+
+    def _reply_rest(self, cursor: QTextCursor, reply: Reply, text: str, *, has_text: bool) -> None:
+        """The not-yet-final text of a reply, then the note its state calls for."""
+        colors = theme.current_colors()
+        if text.strip():
+            self._markdown(cursor, text)
+        elif not has_text and reply.state in ("pending", "streaming"):
             self._note(cursor, WAITING, colors.muted)
-        elif reply.state != "error":
+        elif not has_text and reply.state != "error":
             self._note(cursor, "(no answer)", colors.muted)
         if reply.state == "stopped":
             self._note(cursor, "Stopped.", colors.muted)
@@ -159,3 +188,20 @@ class ConversationView(QTextBrowser):
     def copy_link(self, key: str) -> None:
         """Act as if the Copy link of ``key`` ("user:0", "reply:0") was clicked (keyboard users, tests)."""
         self._anchor(QUrl(f"copy:{key}"))
+
+
+def stable_boundary(text: str, start: int) -> int:
+    """End of the last blank line at or after ``start`` that is outside a code fence (``start`` if none).
+
+    ``start`` must itself be such a boundary (or 0). Markdown before it can no longer change as more
+    text arrives (a new paragraph, list item or fence starts after a blank line).
+    """
+    boundary, in_fence, position = start, False, start
+    for line in text[start:].splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped.startswith("```") or stripped.startswith("~~~"):
+            in_fence = not in_fence
+        position += len(line)
+        if not stripped and not in_fence and line.endswith("\n") and position < len(text):
+            boundary = position
+    return boundary
