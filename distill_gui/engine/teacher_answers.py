@@ -488,20 +488,24 @@ def generate_answers(prompts: Sequence[Prompt], answer_batch: Callable[[list[Pro
 
 
 def _probe_alignment(prompts: Sequence[Prompt], keys: list[str], answer_batch, answers: AnswerFile, top: int,
-                     lines_up, on_event: EventCallback) -> int:
-    """Check one answer with log-probabilities against the student; 0 when the tokens do not line up."""
-    if not prompts:
-        return top
-    probe = answers.get(keys[0], True)
-    if probe is None:
-        probe = answer_batch([prompts[0]], [keys[0]], top)[0]
-        answers.add(probe)
-    if lines_up(prompts[0], probe):
-        return top
-    on_event(LogMessage("The teacher's tokens do not line up with the student's tokenizer, so its "
-                        "log-probabilities cannot be used: the student learns from the answers only (CE).",
-                        "warning"))
-    return 0
+                     lines_up, on_event: EventCallback, tries: int = 3) -> int:
+    """Check answers with log-probabilities against the student (up to ``tries``, skipping empty or cut
+    ones); returns ``top``, or 0 when the teacher's tokens do not line up with the student's."""
+    for prompt, key in list(zip(prompts, keys))[:tries]:
+        probe = answers.get(key, True)
+        if probe is None:
+            probe = answer_batch([prompt], [key], top)[0]
+            answers.add(probe)
+        if lines_up(prompt, probe):
+            return top
+        if probe.response.strip() and not probe.truncated:
+            break  # a usable answer that does not line up: the tokenizers differ
+    if prompts:
+        on_event(LogMessage("The teacher's tokens do not line up with the student's tokenizer, so its "
+                            "log-probabilities cannot be used: the student learns from the answers only (CE).",
+                            "warning"))
+        return 0
+    return top
 
 
 def summarize(pairs: list[tuple[Prompt, Answer]], settings: GenerationSettings) -> tuple[list, list[str]]:
