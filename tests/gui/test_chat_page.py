@@ -304,3 +304,26 @@ def test_streamed_markdown_is_final_up_to_the_last_blank_line_outside_code():
     assert stable_boundary(text, first) == first
     assert stable_boundary("Intro.\n\n```python\na = 1\n\nb", 0) == len("Intro.\n\n")   # fence still open
     assert stable_boundary("one line", 0) == 0
+
+
+def test_thinking_models_answer_directly_unless_allowed_to_think(qtbot, ollama_server, shutdown_pages):
+    ollama_server.add_model("thinker:8b", thinking="Blue light scatters more.", reply="Rayleigh scattering.")
+    ollama_server.add_model("plain:1b", reply="Because of scattering.")
+    page = open_page(qtbot, ollama_server)
+    shutdown_pages(page)
+    a, b = page.panes["A"], page.panes["B"]
+    a.select_model("thinker:8b")
+    b.select_model("plain:1b")
+    send(qtbot, page, "Why is the sky blue?")
+    wait_until(qtbot, lambda: both_finished(page), 10, "both replies")
+    think = {body["model"]: body.get("think") for body in chat_bodies(ollama_server)}
+    assert think == {"thinker:8b": False, "plain:1b": None}     # never think: true to a model that cannot
+    assert a.reply.thinking == "" and a.reply.content == "Rayleigh scattering."
+
+    page.think.setChecked(True)
+    qtbot.mouseClick(page.regenerate_button, Qt.MouseButton.LeftButton)
+    wait_until(qtbot, lambda: both_finished(page), 10, "the thinking reply")
+    assert {b["model"]: b.get("think") for b in chat_bodies(ollama_server)[-2:]} == {"thinker:8b": True,
+                                                                                     "plain:1b": None}
+    assert a.reply.thinking == "Blue light scatters more." and b.reply.state == "done"
+    assert "Thinking: Blue light scatters more." in a.view.plain_text()

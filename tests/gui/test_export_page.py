@@ -159,3 +159,16 @@ def test_register_failures_say_what_went_wrong(qtbot, page, tiny_pair, ollama_se
     wait_done(qtbot, page)
     assert f"Ollama is not running at {url}" in page.result_text.text()
     assert (tmp_path / "out" / f"{default_model_name(tiny_pair[1])}-v1.gguf").is_file()              # the exported files are kept
+
+
+def test_a_registered_student_goes_to_the_chat_page(qtbot, window, ollama_server):
+    save_settings(AppSettings(ollama_host=ollama_server.url))
+    ollama_server.add_model("teacher:7b")
+    ollama_server.add_model("other:1b")
+    ollama_server.add_model("fresh-student:v3")
+    window.export_page.registered.emit("fresh-student:v3")     # what a verified registration signals
+    chat = window.chat_page
+    wait_until(qtbot, lambda: chat.models_loaded and not chat.runner.busy("models"), 10, "the chat model list")
+    assert chat.panes["B"].model() == "fresh-student:v3"
+    window.export_page.chat_requested.emit("fresh-student:v3")
+    assert window.current_page_name() == "Chat"

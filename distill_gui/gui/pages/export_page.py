@@ -54,6 +54,7 @@ class ExportPage(QWidget):
         self.last_outcome: Any = None
         self.last_error: ErrorInfo | None = None
         self._loaded = False
+        self._shown_run: str | None = None
         self._preview_timer = QTimer(self)
         self._preview_timer.setSingleShot(True)
         self._preview_timer.setInterval(300)
@@ -260,20 +261,22 @@ class ExportPage(QWidget):
     # ---- source --------------------------------------------------------------------------------------
     def showEvent(self, event) -> None:  # noqa: N802 - Qt name
         super().showEvent(event)
-        if not self._loaded:
-            self._loaded = True
-            self.refresh_runs()
+        self.refresh_runs()           # a run may have finished since the page was last shown
 
     def refresh_runs(self) -> None:
-        """List the runs that have something to export, newest first."""
+        """List the runs that have something to export, newest first (nothing changes if they did not)."""
+        items = [(f"{run.name}   ({run.status}, {run.config_summary()})", str(run.path))
+                 for run in scan_runs(default_runs_dir()) if export_tasks.checkpoint_choices(run.path)]
+        items = items or [("No run with a final model or checkpoint yet", None)]
+        shown = [(self.run_combo.itemText(i), self.run_combo.itemData(i)) for i in range(self.run_combo.count())]
+        if self._loaded and items == shown:
+            return
+        self._loaded = True
         current = self.run_combo.currentData()
         self.run_combo.blockSignals(True)
         self.run_combo.clear()
-        for run in scan_runs(default_runs_dir()):
-            if export_tasks.checkpoint_choices(run.path):
-                self.run_combo.addItem(f"{run.name}   ({run.status}, {run.config_summary()})", str(run.path))
-        if self.run_combo.count() == 0:
-            self.run_combo.addItem("No run with a final model or checkpoint yet", None)
+        for text, data in items:
+            self.run_combo.addItem(text, data)
         index = self.run_combo.findData(current)
         self.run_combo.setCurrentIndex(max(index, 0))
         self.run_combo.blockSignals(False)
@@ -301,10 +304,17 @@ class ExportPage(QWidget):
 
     def _run_changed(self, _index: int = 0) -> None:
         data = self.run_combo.currentData()
+        choices = export_tasks.checkpoint_choices(Path(data)) if data else []
+        before = (self._shown_run, [self.checkpoint_combo.itemText(i) for i in range(self.checkpoint_combo.count())])
+        if (data, choices) == before and self.source is not None:
+            return                    # the same run with the same checkpoints: keep what was read and exported
+        current = self.checkpoint_combo.currentText() if data == self._shown_run else ""
+        self._shown_run = data
         self.checkpoint_combo.blockSignals(True)
         self.checkpoint_combo.clear()
-        if data:
-            self.checkpoint_combo.addItems(export_tasks.checkpoint_choices(Path(data)))
+        self.checkpoint_combo.addItems(choices)
+        if current in choices:
+            self.checkpoint_combo.setCurrentIndex(choices.index(current))
         self.checkpoint_combo.blockSignals(False)
         self._source_changed()
 

@@ -40,7 +40,7 @@ class ConversationView(QTextBrowser):
         self._stable_pos: int | None = None       # ... and where its part that is still changing starts
         self._stable_text = ""                    # the reply text rendered before _stable_pos
         self._stable_thinking = ""
-        theme.notifier().changed.connect(lambda _c: self._restyle())
+        theme.notifier().changed.connect(self._restyle)     # a bound slot: disconnected when this view goes
         self._last: tuple[Sequence[tuple[str, Reply | None]], LabelFor] | None = None
 
     # ---- building ------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ class ConversationView(QTextBrowser):
             block = block.next()
 
     # ---- helpers -------------------------------------------------------------------------------------
-    def _restyle(self) -> None:
+    def _restyle(self, _colors: object = None) -> None:
         if self._last is not None:
             self.show_turns(*self._last)
 
