@@ -17,6 +17,7 @@ from ..settings import load_settings
 from . import theme
 from .crash import CrashHandler, setup_logging
 from .main_window import MainWindow
+from .teardown import release_widgets
 from .icons import app_icon
 
 APP_NAME = "distill-gui"
@@ -61,4 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     crash_handler.install()
     window = create_window(app)
     window.show()
-    return int(app.exec())
+    code = int(app.exec())
+    del window
+    release_widgets(app)
+    return code
+

@@ -18,6 +18,7 @@ from .pages.models_page import ModelsPage
 from .pages.runs_page import RunsPage
 from .pages.settings_page import SettingsPage
 from .pages.train_page import TrainPage
+from .teardown import clear_plot_scenes
 from .workers import TaskRunner
 from .icons import app_icon
 
@@ -151,7 +152,6 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         tp = self.train_page
-        tp.status_text.connect(lambda text: self.statusBar().showMessage(text, 8000))
         tp.status_text.connect(self._run_status)
         tp.run_started.connect(self.runs_page.set_active_run)
         tp.run_ended.connect(lambda _d: self.runs_page.set_active_run(None))
@@ -178,8 +178,11 @@ class MainWindow(QMainWindow):
         self.runner.run("warm-up", _nothing)
 
     def _run_status(self, text: str) -> None:
-        if text.startswith("Training"):
+        """Live training progress sits in the corner; other news shows for a few seconds."""
+        if text.startswith("Training:"):
             self.run_status.setText(text)
+        else:
+            self.statusBar().showMessage(text, 8000)
 
     # ---- navigation ---------------------------------------------------------------------------
     def show_page(self, index_or_name: int | str) -> None:
@@ -253,6 +256,7 @@ class MainWindow(QMainWindow):
         for page in (self.models_page, self.data_page, self.export_page, self.chat_page):
             page.shutdown()
         self.runner.wait_all()
+        clear_plot_scenes(self)     # see teardown.py: plots go before the widgets that hold them
         event.accept()
 
 

@@ -10,8 +10,6 @@ import math
 from dataclasses import MISSING, fields
 from typing import Any, Iterable
 
-import numpy as np
-
 from ..engine.events import EvalMetrics, StepMetrics
 
 # series name -> (event kind, attribute)
@@ -64,7 +62,10 @@ class MetricsBuffer:
         self.version += 1
         return True
 
-    def arrays(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self, name: str):
+        """(steps, values) of a series as float arrays (numpy loads on first use, not at startup)."""
+        import numpy as np
+
         xs, ys = self._data.get(name, ([], []))
         return np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
 

@@ -67,8 +67,10 @@ def short_model(ref: str) -> str:
     """The last part of a path or the hub id, for narrow table cells."""
     if not ref:
         return ""
-    if "/" in ref and Path(ref).is_absolute():
-        return Path(ref).name
+    path = Path(ref)
+    if "/" in ref and path.is_absolute():
+        # A run's final/ (or a checkpoint) says little alone: keep the run's name with it.
+        return f"{path.parent.name}/{path.name}" if path.name in ("final", "student-init") else path.name
     return ref
 
 

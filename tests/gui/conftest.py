@@ -24,6 +24,18 @@ def write_chat_rows(path: Path, n: int, *, bad_line_after: int | None = None) ->
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _orderly_qt_exit():
+    """Delete the windows before the interpreter exits (else a random exit crash, rc 134/139)."""
+    yield
+    from PySide6.QtWidgets import QApplication
+
+    from distill_gui.gui.teardown import release_widgets
+
+    if QApplication.instance() is not None:
+        release_widgets(QApplication.instance())
+
+
 @pytest.fixture(scope="session")
 def train_jsonl(tmp_path_factory) -> Path:
     return write_chat_rows(tmp_path_factory.mktemp("gui_data") / "train.jsonl", 40)

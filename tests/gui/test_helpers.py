@@ -129,3 +129,12 @@ def test_task_runner_drops_a_superseded_answer_and_reports_errors(qtbot):
     assert answers == ["new"]                                  # the slow answer came late and was dropped
     assert errors[0].message == "data.jsonl, line 3: not valid JSON." and errors[0].user_error
     assert not runner.busy("check") and not runner.busy("other")
+
+
+def test_short_model_names_keep_the_run_of_a_final_folder():
+    from distill_gui.gui.run_history import short_model
+
+    assert short_model("/home/me/runs/qwen-small/final") == "qwen-small/final"
+    assert short_model("/models/Qwen2.5-0.5B") == "Qwen2.5-0.5B"
+    assert short_model("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert short_model("") == ""

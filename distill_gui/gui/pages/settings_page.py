@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QVBoxLayout, QWidget)
@@ -74,13 +74,19 @@ class SettingsPage(QWidget):
             holder.setLayout(row)
             files_form.addRow(label, holder)
 
+        body = QWidget()
+        body.setMaximumWidth(900)                  # paths and hosts do not need the whole screen
+        body_layout = QVBoxLayout(body)
+        body_layout.setContentsMargins(0, 0, 0, 0)
+        body_layout.addWidget(general)
+        body_layout.addWidget(files)
+        body_layout.addWidget(muted_label("Window size and the last run config are remembered separately, "
+                                          "per user."))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(18, 14, 18, 14)
         layout.addWidget(page_header("Settings", "Saved as you change them, in settings.json in the app's data "
                                      "folder; the command line uses them too."))
-        layout.addWidget(general)
-        layout.addWidget(files)
-        layout.addWidget(muted_label("Window size and the last run config are remembered separately, per user."))
+        layout.addWidget(body, 0, Qt.AlignmentFlag.AlignLeft)
         layout.addStretch(1)
 
     def _theme_chosen(self, index: int) -> None:

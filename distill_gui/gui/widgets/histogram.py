@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
@@ -16,17 +15,28 @@ class LengthHistogram(QWidget):
         super().__init__(parent)
         self.plot_widget = None
         self.bars = None
-        self.counts = np.zeros(0)
-        self.edges = np.zeros(0)
+        self.counts = ()                   # numpy arrays once set_lengths ran (numpy loads lazily)
+        self.edges = ()
         self._lengths: list[int] = []
         self._max_length: int | None = None
+        self._disposed = False
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
         theme.notifier().changed.connect(self.apply_theme)
 
+    def dispose_plots(self) -> None:
+        """Empty the scene while its items are alive (see teardown.py); the histogram is dead after."""
+        if self._disposed:
+            return
+        theme.notifier().changed.disconnect(self.apply_theme)
+        if self.plot_widget is not None:
+            self.plot_widget.scene().clear()
+            self.plot_widget = None
+        self._disposed = True
+
     def showEvent(self, event) -> None:  # noqa: N802 - Qt name
         super().showEvent(event)
-        if self.plot_widget is None:
+        if self.plot_widget is None and not self._disposed:
             self._build()
             self._draw()
 
@@ -63,6 +73,8 @@ class LengthHistogram(QWidget):
 
     def set_lengths(self, lengths: Sequence[int], max_length: int | None = None) -> None:
         """Histogram of ``lengths``; ``max_length`` draws the truncation line."""
+        import numpy as np
+
         self._lengths, self._max_length = list(lengths), max_length
         values = np.asarray(self._lengths, dtype=float)
         if values.size:
@@ -80,7 +92,7 @@ class LengthHistogram(QWidget):
         if self.bars is not None:
             self.plot.removeItem(self.bars)
             self.bars = None
-        if self.counts.size == 0:
+        if len(self.counts) == 0:
             self.cutoff.setVisible(False)
             self.cutoff_label.setText("")
             return

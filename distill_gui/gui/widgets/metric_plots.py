@@ -41,7 +41,8 @@ PANELS: tuple[tuple[str, tuple[Series, ...]], ...] = (
 )
 COLUMNS = 3
 # Panels whose y axis starts at zero (a flat memory line should look flat, not like a cliff).
-FROM_ZERO = {"Tokens / s", "Memory (GiB)", "Top-1 agreement (%)"}
+FROM_ZERO = {"Tokens / s", "Memory (GiB)"}
+FIXED_Y = {"Top-1 agreement (%)": (0.0, 100.0)}
 
 
 class MetricPlots(QWidget):
@@ -63,6 +64,7 @@ class MetricPlots(QWidget):
         self.redraws = 0
         self.last_redraw_s = 0.0
         self.view = None
+        self._disposed = False
         self.plots: dict[str, object] = {}
         self.curves: dict[str, object] = {}
 
@@ -87,7 +89,7 @@ class MetricPlots(QWidget):
         self.refresh()
 
     def ensure_built(self) -> None:
-        if self.view is not None:
+        if self.view is not None or self._disposed:
             return
         import pyqtgraph as pg
 
@@ -125,6 +127,17 @@ class MetricPlots(QWidget):
             for s in series:
                 self.curves[s.name] = plot.plot(name=s.label)
             self.plots[title] = plot
+
+    def dispose_plots(self) -> None:
+        """Empty the scene while its items are alive (see teardown.py); the plots are dead after."""
+        if self._disposed:
+            return
+        self.timer.stop()
+        theme.notifier().changed.disconnect(self.apply_theme)
+        if self.view is not None:
+            self.view.scene().clear()
+            self.view, self.plots, self.curves = None, {}, {}
+        self._disposed = True
 
     def apply_theme(self, colors: theme.ThemeColors) -> None:
         if self.view is None:
@@ -197,7 +210,7 @@ class MetricPlots(QWidget):
         self.last_redraw_s = time.perf_counter() - started
 
     def _fit_y(self, title: str, low: float, high: float) -> None:
-        new = sticky_range(self._y_ranges.get(title), low, high, from_zero=title in FROM_ZERO)
+        new = FIXED_Y.get(title) or sticky_range(self._y_ranges.get(title), low, high, from_zero=title in FROM_ZERO)
         if new != self._y_ranges.get(title):
             self._y_ranges[title] = new
             self.plots[title].setYRange(*new, padding=0)
