@@ -1,4 +1,10 @@
-"""The main window: a sidebar of pages, the menus that carry the shortcuts, remembered geometry."""
+"""The main window: a sidebar of pages, the menus that carry the shortcuts, remembered geometry.
+
+Pages are built when first shown (``page(name)``; ``window.export_page`` etc. build on access), so
+the window paints before the modules of pages nobody has opened are even imported. The Train and
+Runs pages are built at once: the Run menu carries the Train page's actions, and the Runs page
+follows the active run.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,7 @@ from .. import __version__
 from ..errors import ConfigError
 from .config_store import ConfigStore
 from .crash import log_file
-from .pages.chat_page import ChatPage
-from .pages.data_page import DataPage
-from .pages.export_page import ExportPage
-from .pages.models_page import ModelsPage
 from .pages.runs_page import RunsPage
-from .pages.settings_page import SettingsPage
 from .pages.train_page import TrainPage
 from .teardown import clear_plot_scenes
 from .workers import TaskRunner
@@ -44,15 +45,9 @@ class MainWindow(QMainWindow):
         self.store = ConfigStore(parent=self)
         self._restore_config()
 
-        self.models_page = ModelsPage(self.store)
-        self.data_page = DataPage(self.store)
-        self.train_page = TrainPage(self.store)
-        self.export_page = ExportPage()
-        self.chat_page = ChatPage(self.store)
-        self.runs_page = RunsPage(self.store)
-        self.settings_page = SettingsPage()
-        self.pages = [self.models_page, self.data_page, self.train_page, self.export_page, self.chat_page,
-                      self.runs_page, self.settings_page]
+        self._built: dict[str, QWidget] = {}
+        self.train_page = self._built["Train"] = TrainPage(self.store)
+        self.runs_page = self._built["Runs"] = RunsPage(self.store)
         self._build()
         self._make_menus()
         self._connect()
@@ -80,9 +75,9 @@ class MainWindow(QMainWindow):
             item.setToolTip(f"{name} (Ctrl+{index})")
             self.sidebar.addItem(item)
         self.stack = QStackedWidget()
-        for page in self.pages:
-            self.stack.addWidget(page)
-        self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
+        for name in PAGE_NAMES:   # an empty stand-in until the page is first shown
+            self.stack.addWidget(self._built.get(name) or QWidget())
+        self.sidebar.currentRowChanged.connect(self._switch)
 
         brand = QWidget()
         brand.setObjectName("brand")
@@ -112,7 +107,6 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.run_status = QLabel("Idle")
         self.statusBar().addPermanentWidget(self.run_status)
-        self.sidebar.setCurrentRow(0)
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
@@ -158,12 +152,81 @@ class MainWindow(QMainWindow):
         tp.state_changed.connect(lambda state: self.run_status.setText("Idle") if state == "idle" else None)
         self.runs_page.resume_requested.connect(self._resume_from_runs)
         self.runs_page.load_config_requested.connect(self._load_from_runs)
-        self.settings_page.theme_changed.connect(self.theme_requested)
-        # Export -> Chat: a freshly registered student goes into pane B; "Chat with it" opens the page.
-        self.export_page.registered.connect(self.chat_page.select_student)
-        self.export_page.chat_requested.connect(lambda _name: self.show_page("Chat"))
-        for page in (self.export_page, self.chat_page):
+
+    # ---- pages, built on first use -----------------------------------------------------------
+    def _make_page(self, name: str) -> QWidget:
+        # Imports here, not at the top: a page's module loads when the page is first needed.
+        if name == "Models":
+            from .pages.models_page import ModelsPage
+
+            return ModelsPage(self.store)
+        if name == "Data":
+            from .pages.data_page import DataPage
+
+            return DataPage(self.store)
+        if name == "Export":
+            from .pages.export_page import ExportPage
+
+            page = ExportPage()
+            # Export -> Chat: a freshly registered student goes into pane B; "Chat with it" opens the page.
+            page.registered.connect(lambda name_: self.chat_page.select_student(name_))
+            page.chat_requested.connect(lambda _name: self.show_page("Chat"))
             page.status_text.connect(lambda text: self.statusBar().showMessage(text, 8000))
+            return page
+        if name == "Chat":
+            from .pages.chat_page import ChatPage
+
+            page = ChatPage(self.store)
+            page.status_text.connect(lambda text: self.statusBar().showMessage(text, 8000))
+            return page
+        if name == "Settings":
+            from .pages.settings_page import SettingsPage
+
+            page = SettingsPage()
+            page.theme_changed.connect(self.theme_requested)
+            return page
+        raise KeyError(name)
+
+    def page(self, name: str) -> QWidget:
+        """The page called ``name``, built (and put into the stack) the first time it is asked for."""
+        if name not in self._built:
+            page = self._built[name] = self._make_page(name)
+            index = PAGE_NAMES.index(name)
+            stand_in = self.stack.widget(index)
+            current = self.stack.currentIndex()
+            self.stack.insertWidget(index, page)
+            self.stack.removeWidget(stand_in)
+            stand_in.deleteLater()
+            self.stack.setCurrentIndex(current)
+        return self._built[name]
+
+    @property
+    def pages(self) -> list[QWidget]:
+        return [self.page(name) for name in PAGE_NAMES]
+
+    @property
+    def models_page(self):
+        return self.page("Models")
+
+    @property
+    def data_page(self):
+        return self.page("Data")
+
+    @property
+    def export_page(self):
+        return self.page("Export")
+
+    @property
+    def chat_page(self):
+        return self.page("Chat")
+
+    @property
+    def settings_page(self):
+        return self.page("Settings")
+
+    def _switch(self, index: int) -> None:
+        self.page(PAGE_NAMES[index])
+        self.stack.setCurrentIndex(index)
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
         super().paintEvent(event)
@@ -253,8 +316,9 @@ class MainWindow(QMainWindow):
             QApplication.processEvents()
             self.train_page.shutdown()
         self.save_state()
-        for page in (self.models_page, self.data_page, self.export_page, self.chat_page):
-            page.shutdown()
+        for page in self._built.values():     # only the pages that were ever built
+            if page is not self.train_page and callable(getattr(page, "shutdown", None)):
+                page.shutdown()
         self.runner.wait_all()
         clear_plot_scenes(self)     # see teardown.py: plots go before the widgets that hold them
         event.accept()
