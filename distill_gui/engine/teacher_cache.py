@@ -236,7 +236,8 @@ def open_or_build(folder: str | os.PathLike, examples: Sequence[Example], key: C
         writer.maybe_commit(start + len(batch))
         kind = throttle.due(start + len(batch))
         if kind:
-            message = f"computing the {what}: {start + len(batch):,} of {total:,} examples" if kind == "milestone" else ""
+            done = start + len(batch)
+            message = f"computing the {what}: {done:,} of {total:,} examples" if kind == "milestone" else ""
             on_event(PhaseProgress(phase, start + len(batch), total, "examples", message))
     cache = writer.finish()
     on_event(LogMessage(f"Teacher cache written to {folder}: {cache.n_rows:,} positions, k = {key.k}, "

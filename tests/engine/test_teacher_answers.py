@@ -121,7 +121,8 @@ def test_an_interrupted_generation_resumes_without_asking_twice(tmp_path, toy, o
 def test_a_prompt_ollama_shortened_is_flagged_and_left_out(tmp_path, tokenizer, ollama_host):
     ollama_host.add_model("teacher", reply="the dog runs .")
     long_text = " ".join(toy_sentence(random.Random(i)) for i in range(12))  # ~90 words, > num_ctx = 64
-    prompts = [Prompt(1, [{"role": "user", "content": "the cat ?"}]), Prompt(2, [{"role": "user", "content": long_text}])]
+    prompts = [Prompt(1, [{"role": "user", "content": "the cat ?"}]),
+               Prompt(2, [{"role": "user", "content": long_text}])]
     aligner = AnswerAligner(tokenizer, k=1)
     settings = {}
     for window in (64, 4096):
@@ -152,7 +153,8 @@ def test_log_probabilities_that_line_up_become_the_students_top_k_targets(tmp_pa
     assert server.requests_to("/api/chat")[0].body["top_logprobs"] == 3  # the multi-turn row went through chat
     assert all(r.body["logprobs"] is True for r in server.requests if r.path in ("/api/generate", "/api/chat"))
     assert any(isinstance(e, LogMessage) and "for 7 of 7 answers" in e.message for e in events)
-    answers = {a["line"]: a for a in map(json.loads, (cfg.run_dir() / "teacher-answers.jsonl").read_text().splitlines())}
+    lines = (cfg.run_dir() / "teacher-answers.jsonl").read_text().splitlines()
+    answers = {a["line"]: a for a in map(json.loads, lines)}
     cache = TeacherCache(cfg.run_dir() / "teacher-cache" / "train")
     assert cache.k == 3 and cache.n_examples == 7
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")

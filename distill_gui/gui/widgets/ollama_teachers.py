@@ -113,8 +113,8 @@ class OllamaTeacherBox(QGroupBox):
             self.models.addItem(item)
             if model.name == current:
                 self.models.setCurrentItem(item)
-        theme.set_badge(self.status, "ok" if models else "warn",
-                        f"{len(models)} model{'s' if len(models) != 1 else ''}" if models else "no models: ollama pull …")
+        count = f"{len(models)} model{'s' if len(models) != 1 else ''}"
+        theme.set_badge(self.status, "ok" if models else "warn", count if models else "no models: ollama pull …")
         self._update_buttons()
 
     def _failed(self, error: ErrorInfo) -> None:
