@@ -345,10 +345,15 @@ class HFTeacher:
         self.settings, self.device = settings, device
         self.identity = {"hf": ref, "weights": model_files_hash(folder, {"dtype": dtype, "load_in": load_in})}
         self.tokenizer = M.load_tokenizer(folder, trust_remote_code=trust_remote_code, ref=ref)
-        on_event(PhaseProgress("load", 0, 1, "", f"loading the teacher {ref} to write answers"))
-        self.model = M.load_model(folder, dtype=dtype, device=device, load_in=load_in,
-                                  trust_remote_code=trust_remote_code, ref=ref, role="teacher")
-        self.model.eval()
+        self.model = None
+
+        def load():  # on the first prompt without a stored answer: a resumed run may need none
+            on_event(PhaseProgress("load", 0, 1, "", f"loading the teacher {ref} to write answers"))
+            model = M.load_model(folder, dtype=dtype, device=device, load_in=load_in,
+                                 trust_remote_code=trust_remote_code, ref=ref, role="teacher")
+            return model.eval()
+
+        self._load = load
 
     def _render(self, prompt: Prompt) -> str:
         tok = self.tokenizer
@@ -361,6 +366,8 @@ class HFTeacher:
     def answer_batch(self, prompts: list[Prompt], keys: list[str], top_logprobs: int) -> list[Answer]:
         import torch
 
+        if self.model is None:
+            self.model = self._load()
         s, tok = self.settings, self.tokenizer
         side, tok.padding_side = tok.padding_side, "left"  # generation continues at the right end
         try:

@@ -201,7 +201,7 @@ def test_tokens_that_do_not_line_up_turn_log_probabilities_off(tmp_path, toy, ol
     assert steps and all(s.kd == 0.0 and math.isnan(s.agreement) for s in steps)
 
 
-def test_an_hf_teacher_answers_greedily_and_is_then_cached(tmp_path, toy):
+def test_an_hf_teacher_answers_greedily_and_is_then_cached(tmp_path, toy, monkeypatch):
     prompts = _prompts(tmp_path, 4)
     cfg = load_config(write_config(
         tmp_path / "hf.toml", teacher_dir=str(toy.teacher), student_dir=str(toy.student), data_file=str(prompts),
@@ -230,3 +230,9 @@ def test_an_hf_teacher_answers_greedily_and_is_then_cached(tmp_path, toy):
     assert TeacherCache(cfg.run_dir() / "teacher-cache" / "train").k == 4
     phases = [e.phase for e in events if isinstance(e, PhaseProgress)]
     assert phases.index("generate") < phases.index("precompute")
+
+    loaded = []  # resuming: answers and cache are on disk, so only the student is loaded
+    real_load = M.load_model
+    monkeypatch.setattr(M, "load_model", lambda folder, **kw: loaded.append(kw["role"]) or real_load(folder, **kw))
+    cfg.train.max_steps = 2
+    assert T.train(cfg, resume=True).step == 2 and loaded == ["student"]
