@@ -286,6 +286,7 @@ class OllamaTeacher:
         self.identity = {"ollama": entry.name, "digest": entry.digest}
         self._streams: set[Any] = set()
         self._lock = threading.Lock()
+        self._estimate_lock = threading.Lock()  # a fast tokenizer must not encode on two threads at once
 
     def answer_batch(self, prompts: list[Prompt], keys: list[str], top_logprobs: int) -> list[Answer]:
         """Answer prompts one request at a time (the caller runs several of these in parallel)."""
@@ -308,11 +309,14 @@ class OllamaTeacher:
         finally:
             with self._lock:
                 self._streams.discard(stream)
+        estimate = None
+        if self.estimate is not None:
+            with self._estimate_lock:
+                estimate = self.estimate(prompt)
         return Answer(key=key, line=prompt.line, response=stats.content, thinking=stats.thinking,
                       done_reason=stats.done_reason, prompt_tokens=stats.prompt_tokens,
-                      answer_tokens=stats.eval_count,
-                      truncated=truncation_reason(stats.prompt_tokens, self.estimate(prompt) if self.estimate
-                                                  else None, s.num_ctx),
+                      answer_tokens=stats.eval_count, truncated=truncation_reason(stats.prompt_tokens, estimate,
+                                                                                  s.num_ctx),
                       tokens=_token_records(stats.logprobs) if top_logprobs > 0 else None)
 
     def cancel(self) -> None:
