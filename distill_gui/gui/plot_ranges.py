@@ -36,6 +36,8 @@ def sticky_range(current: tuple[float, float] | None, low: float, high: float, *
         span = abs(high) * 0.2 or 1.0
         low, high = low - span / 2, high + span / 2
     step = nice_step(span * 1.2)
-    new_low = 0.0 if from_zero and low >= 0 else math.floor((low - 0.05 * span) / step) * step
+    new_low = math.floor((low - 0.05 * span) / step) * step
+    if low >= 0 and (from_zero or new_low < 0):   # non-negative data (losses): the axis stops at 0
+        new_low = 0.0
     new_high = math.ceil((high + 0.05 * span) / step) * step
     return new_low, new_high

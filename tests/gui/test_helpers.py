@@ -72,6 +72,8 @@ def test_sticky_range_holds_while_data_fits_and_refits_when_not():
     refit = sticky_range(first, 3.0, 3.0 + tiny)              # fills too little of the range
     assert refit != first and refit[0] <= 3.0 <= 3.0 + tiny <= refit[1]
     assert sticky_range(None, 5.0, 9.0, from_zero=True)[0] == 0.0
+    assert sticky_range(None, 0.29, 6.3)[0] == 0.0            # a loss axis never dips below zero
+    assert sticky_range(None, -0.5, 6.3)[0] < -0.5
     flat = sticky_range(None, 1.0, 1.0)
     assert flat[0] < 1.0 < flat[1]
 

@@ -101,13 +101,18 @@ class ModelsPage(QWidget):
         grid.setVerticalSpacing(10)
         grid.addWidget(self.teacher, 0, 0)
         grid.addWidget(self.student, 0, 1)
-        grid.addWidget(self.pair, 1, 0)
-        grid.addWidget(self.memory, 1, 1)
-        grid.addWidget(self.ollama, 2, 0)
-        grid.addWidget(self.cache, 2, 1, Qt.AlignmentFlag.AlignTop)
+        # Below the pickers each column stacks at its own height (no box stretched to match its
+        # neighbour): sizes, verdict and the Ollama teacher left; memory and the teacher cache right.
+        for column, widgets in ((0, (self.pair, self.ollama)), (1, (self.memory, self.cache))):
+            stack = QVBoxLayout()
+            stack.setSpacing(10)
+            for widget in widgets:
+                stack.addWidget(widget)
+            stack.addStretch(1)
+            grid.addLayout(stack, 1, column)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
-        grid.setRowStretch(3, 1)
+        grid.setRowStretch(1, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(18, 14, 18, 14)
         layout.addWidget(page_header("Models", "Pick the big teacher to learn from and the small student to "

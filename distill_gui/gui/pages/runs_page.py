@@ -91,7 +91,7 @@ class RunsPage(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
         split.addWidget(bottom)
-        split.setSizes([250, 420])
+        split.setSizes([170, 520])
 
         self.empty = QLabel()
         self.empty.setWordWrap(True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QVBoxLayout, QWidget)
@@ -86,7 +86,7 @@ class SettingsPage(QWidget):
         layout.setContentsMargins(18, 14, 18, 14)
         layout.addWidget(page_header("Settings", "Saved as you change them, in settings.json in the app's data "
                                      "folder; the command line uses them too."))
-        layout.addWidget(body, 0, Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(body)
         layout.addStretch(1)
 
     def _theme_chosen(self, index: int) -> None:
