@@ -12,8 +12,8 @@ measures, on the same models and batches:
   ``kl_div`` + CE, backward + AdamW.
 
 Each variant runs in a fresh subprocess (so its peak RSS, or CUDA peak allocation, is its own),
-and the variants are run in alternating rounds, keeping each variant's best median, which damps
-the noise of a shared machine. Models: Qwen2-architecture teacher 4 layers x 256 and student
+and the variants are run in alternating rounds, keeping each variant's fastest step (the timeit
+convention), which damps the noise of a shared machine. Models: Qwen2-architecture teacher 4 layers x 256 and student
 2 layers x 128 (engine/tiny.py); the tokenizers are byte-level BPEs trained here on generated
 text. Cases: small vocabulary at sequence length 256 and 2048, and a large vocabulary (26k).
 
@@ -31,7 +31,6 @@ import json
 import os
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,12 +116,14 @@ def _peak_bytes(device: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
-def run_variant(variant: str, batch_file: str, steps: int, device: str, dtype: str) -> dict:
-    """Warm up, then time ``steps`` steps of one variant; return the medians and the peak memory."""
+def run_variant(variant: str, batch_file: str, steps: int, device: str, dtype: str, threads: int) -> dict:
+    """Warm up, then time ``steps`` steps of one variant; return the fastest step and the peak memory."""
     import contextlib
 
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     data = torch.load(batch_file)
     ids = data["input_ids"].to(device)
@@ -187,8 +188,9 @@ def run_variant(variant: str, batch_file: str, steps: int, device: str, dtype: s
             if step:
                 times[i].append(time.perf_counter() - start)
                 cpu_times[i].append(time.process_time() - cpu_start)
-    return {"seconds": [statistics.median(t) for t in times],
-            "cpu_seconds": [statistics.median(t) for t in cpu_times], "peak": _peak_bytes(device)}
+    # The fastest step is the one least disturbed by other jobs (the timeit convention).
+    return {"seconds": [min(t) for t in times], "cpu_seconds": [min(t) for t in cpu_times],
+            "peak": _peak_bytes(device)}
 
 
 # ---- the table (parent process) -----------------------------------------------------------------
@@ -203,12 +205,13 @@ class Measured:
 
 
 def measure_case(batch_file: Path, args) -> dict[str, Measured]:
-    """Run every variant ``args.rounds`` times in alternating fresh processes; keep the best median."""
+    """Run every variant ``args.rounds`` times in alternating fresh processes; keep the fastest step."""
     best: dict[str, Measured] = {}
     for _ in range(args.rounds):
         for variant in VARIANTS:
             cmd = [sys.executable, __file__, "--child", variant, "--batch-file", str(batch_file),
-                   "--steps", str(args.steps), "--device", args.device, "--dtype", args.dtype]
+                   "--steps", str(args.steps), "--device", args.device, "--dtype", args.dtype,
+                   "--threads", str(args.threads)]
             out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
             if out.returncode != 0:
                 raise SystemExit(f"variant {variant} failed:\n{out.stderr[-3000:]}")
@@ -228,7 +231,8 @@ def measure_case(batch_file: Path, args) -> dict[str, Measured]:
 
 def print_table(rows: list[tuple[str, dict[str, Measured]]], args) -> None:
     unit = "GPU peak alloc" if args.device.startswith("cuda") else "peak RSS"
-    print(f"\ndevice={args.device} dtype={args.dtype} threads={_threads()} steps={args.steps} rounds={args.rounds}")
+    print(f"\ndevice={args.device} dtype={args.dtype} threads={args.threads or _threads()} steps={args.steps} "
+          f"rounds={args.rounds} load average at start={args.load_at_start:.1f}, at end={os.getloadavg()[0]:.1f}")
     print(f"| case | variant | s/step | x floor | CPU s/step | x floor | {unit} | x floor | notes |")
     print("|---|---|---|---|---|---|---|---|---|")
     for case, best in rows:
@@ -238,8 +242,8 @@ def print_table(rows: list[tuple[str, dict[str, Measured]]], args) -> None:
             print(f"| {case} | {variant} | {m.seconds:.3f} | {m.seconds / floor.seconds:.2f} | "
                   f"{m.cpu_seconds:.3f} | {m.cpu_seconds / floor.cpu_seconds:.2f} | "
                   f"{m.peak / 2**30:.2f} GiB | {m.peak / floor.peak:.2f} | {m.detail} |")
-    print("\ns/step: wall clock, best median over the rounds; CPU s/step: process CPU time (all threads),"
-          " less sensitive to other jobs on a shared machine.")
+    print("\ns/step: wall clock of the fastest step over all rounds; CPU s/step: process CPU time (all"
+          " threads) of the step with the least, less sensitive to other jobs on a shared machine.")
     print("\nextra peak memory of our KD step over the floor, per case:")
     for case, best in rows:
         print(f"  {case}: {(best['ours'].peak - best['floor'].peak) / 2**20:+.0f} MiB")
@@ -258,12 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="fresh processes per variant, alternating")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--batch-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(run_variant(args.child, args.batch_file, args.steps, args.device, args.dtype)))
+        print(json.dumps(run_variant(args.child, args.batch_file, args.steps, args.device, args.dtype, args.threads)))
         return 0
+    args.load_at_start = os.getloadavg()[0]
     texts = generated_text(60000)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
