@@ -32,6 +32,35 @@ import torch
 TAIL_FLOOR = 1e-8
 
 
+class Workspace:
+    """Reusable (chunk x vocabulary) buffers, so that chunks do not allocate (and page-fault) anew.
+
+    ``get(name, rows, cols, dtype, device)`` returns a contiguous (rows, cols) view of a flat
+    buffer that grows to the largest size asked for. Callers own the view until the same name is
+    asked for again.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        numel = rows * cols
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < numel or buf.dtype != dtype or buf.device != device:
+            self._buffers.pop(name, None)  # free the old one first: never two of them alive
+            buf = torch.empty(numel, dtype=dtype, device=device)
+            self._buffers[name] = buf
+        return buf[:numel].view(rows, cols)
+
+    def like(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """A buffer shaped and typed like the 2-D tensor ``x``."""
+        return self.get(name, x.shape[0], x.shape[1], x.dtype, x.device)
+
+    def nbytes(self) -> int:
+        """Bytes held by the buffers."""
+        return sum(b.numel() * b.element_size() for b in self._buffers.values())
+
+
 @dataclass
 class TeacherLogits:
     """Teacher logits of one chunk, restricted to the shared vocabulary: (C, V), owned."""
@@ -114,7 +143,7 @@ class _RowSoftmax:
 
 
 def _row_softmax(x: torch.Tensor, scale: float = 1.0, *, x_max: torch.Tensor | None = None,
-                 inplace: bool = False) -> _RowSoftmax:
+                 inplace: bool = False, out: torch.Tensor | None = None) -> _RowSoftmax:
     """Softmax parts of ``scale * x`` (scale > 0) along dim 1.
 
     Args:
@@ -122,14 +151,15 @@ def _row_softmax(x: torch.Tensor, scale: float = 1.0, *, x_max: torch.Tensor | N
         scale: factor applied to x (1 / T).
         x_max: (C, 1) row max of x when already known.
         inplace: reuse x's buffer for the exponentials.
+        out: (C, V) buffer for the exponentials (else a new one), when not ``inplace``.
     """
     m = (x.amax(1, keepdim=True) if x_max is None else x_max) * scale
     if inplace:
         e = (x.mul_(scale) if scale != 1.0 else x).sub_(m)
-    elif scale != 1.0:
-        e = torch.add(-m, x, alpha=scale)  # one broadcast pass (addcmul is 2x slower on the CPU)
+    elif out is not None:
+        e = torch.add(-m, x, alpha=scale, out=out)  # one broadcast pass (addcmul is 2x slower on the CPU)
     else:
-        e = x - m
+        e = torch.add(-m, x, alpha=scale)
     e.exp_()
     logz = e.sum(1, keepdim=True).log_()
     return _RowSoftmax(e, m, logz)
@@ -272,7 +302,7 @@ class _KdOut:
 
 
 def _kd_full_forward_kl(s: torch.Tensor, s_max: torch.Tensor, t: torch.Tensor, temperature: float,
-                        kd_scale: float, want_sm: bool):
+                        kd_scale: float, want_sm: bool, ws: Workspace):
     """Forward KL over the full vocabulary, the fast path (no log-probability buffers).
 
     KL(p || q) = sum p * (t - s) / T - lse(t/T) + lse(s/T); dD/du = q - p. At T = 1 or 2 the
@@ -282,8 +312,8 @@ def _kd_full_forward_kl(s: torch.Tensor, s_max: torch.Tensor, t: torch.Tensor, t
     """
     inv_t = 1.0 / temperature
     t_arg = t.argmax(1, keepdim=True)
-    p_parts = _row_softmax(t, inv_t, x_max=t.gather(1, t_arg))
-    q_parts = _row_softmax(s, inv_t, x_max=s_max)
+    p_parts = _row_softmax(t, inv_t, x_max=t.gather(1, t_arg), out=ws.like("p", s))
+    q_parts = _row_softmax(s, inv_t, x_max=s_max, out=ws.like("q", s))
     rows = t.sub_(s).mul_(p_parts.e)  # p * (t - s) * z_t: 0 * (-inf) = NaN where a teacher logit is -inf
     dots = rows.sum(1, keepdim=True)
     bad = ~torch.isfinite(dots)
@@ -357,8 +387,8 @@ def _is_fast_forward_kl(loss: str, beta: float) -> bool:
 
 
 def chunk_step(s: torch.Tensor, labels: torch.Tensor, teacher: TeacherLogits | TeacherBuckets | None, *,
-               loss: str, temperature: float, beta: float, skew: float, weights: ChunkWeights | None
-               ) -> ChunkResult:
+               loss: str, temperature: float, beta: float, skew: float, weights: ChunkWeights | None,
+               ws: Workspace | None = None) -> ChunkResult:
     """Loss sums and the analytic gradient for one chunk of counted tokens.
 
     Args:
@@ -367,10 +397,12 @@ def chunk_step(s: torch.Tensor, labels: torch.Tensor, teacher: TeacherLogits | T
         teacher: the teacher's chunk (None only for loss "ce").
         loss, temperature, beta, skew: as in LossSpec.
         weights: gradient weights (with the reduction scale), or None for values only.
+        ws: buffers to reuse (the gradient may live in one of them until the next call).
 
     Returns:
         ChunkResult with sums over the chunk and grad (C, V) = d(scale * chunk loss)/ds.
     """
+    ws = ws if ws is not None else Workspace()
     kd_w = weights.kd if weights is not None else 0.0
     ce_w = weights.ce if weights is not None else 0.0
     kd_scale = kd_w * temperature
@@ -385,7 +417,7 @@ def chunk_step(s: torch.Tensor, labels: torch.Tensor, teacher: TeacherLogits | T
         if isinstance(teacher, TeacherBuckets):
             out = _kd_topk(loss, s, s_max, teacher, temperature, beta, skew, kd_scale)
         elif _is_fast_forward_kl(loss, beta):
-            out = _kd_full_forward_kl(s, s_max, teacher.logits, temperature, kd_scale, want_sm=True)
+            out = _kd_full_forward_kl(s, s_max, teacher.logits, temperature, kd_scale, want_sm=True, ws=ws)
         else:
             out = _kd_full_generic(loss, s, s_max, teacher.logits, temperature, beta, skew, kd_scale)
         kd, grad, sm = out.d_sum * temperature ** 2, out.grad, out.sm

@@ -243,10 +243,11 @@ def _teacher_source(spec: LossSpec, rows: torch.Tensor, vocab: int, acc: torch.d
     if k and mode == "tail" and k >= vocab:
         k = 0  # an empty tail: the full-vocabulary loss
 
-    def chunk(start: int, end: int):
+    def chunk(start: int, end: int, ws: K.Workspace):
+        buf = ws.get("t", end - start, vocab, acc, rows.device)
         with torch.no_grad():  # projected where the teacher lives, then moved to the student
             x = teacher.index_select(0, rows[start:end].to(teacher.device))
-            t = project(x, head, vocab, acc).to(rows.device)
+            t = project(x, head, vocab, acc, out=buf) if x.device == buf.device else buf.copy_(project(x, head, vocab, acc))
         if not k:
             return K.TeacherLogits(t)
         return K.teacher_buckets_from_logits(t, k, mode, T)
@@ -270,7 +271,7 @@ def _cached_topk_source(spec: LossSpec, rows: torch.Tensor, vocab: int, acc: tor
     logprobs = logprobs.to(acc)
     T, mode = float(spec.temperature), spec.top_k_mode
 
-    def chunk(start: int, end: int):
+    def chunk(start: int, end: int, ws: K.Workspace):
         return K.teacher_buckets_from_cache(ids[start:end], logprobs[start:end], mode, T)
 
     return chunk

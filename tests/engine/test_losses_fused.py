@@ -47,3 +47,21 @@ def test_no_tensor_beyond_one_chunk_of_logits(loss, case):
     # One chunk of logits is chunk * v = 512 values; the full logits would be n * v = 2560.
     assert probe.largest <= chunk * v, (probe.largest, probe.largest_op)
     assert torch.isfinite(hidden.grad).all() and weight.grad.abs().sum() > 0
+
+
+def test_cpu_workspace_is_reused_across_calls_and_can_be_released():
+    from distill_gui.engine.fused_loss import release_workspace
+
+    g = torch.Generator().manual_seed(1)
+    hidden, weight = torch.randn(20, 4, generator=g).requires_grad_(), torch.randn(30, 4, generator=g)
+    t_hidden, t_weight = torch.randn(20, 5, generator=g), torch.randn(30, 5, generator=g)
+    labels = torch.randint(0, 30, (20,), generator=g)
+    spec = LossSpec(chunk_tokens=8)
+    release_workspace()
+    first = distill_loss(hidden, weight, labels, spec, teacher_hidden=t_hidden, teacher_head=t_weight)
+    (g1,) = torch.autograd.grad(first.loss, hidden)
+    second = distill_loss(hidden, weight, labels, spec, teacher_hidden=t_hidden, teacher_head=t_weight)
+    (g2,) = torch.autograd.grad(second.loss, hidden)
+    assert torch.equal(first.loss, second.loss) and torch.equal(g1, g2)  # reused buffers, same result
+    assert release_workspace() >= 4 * 8 * 30 * 4  # s, t, p, q buffers of one chunk
+    assert release_workspace() == 0
