@@ -142,8 +142,7 @@ class FusedDistillLoss(torch.autograd.Function):
         head = Head(weight, bias)
         ws = workspace_for(student.device)
         grads = _GradBuffers.create(student, head, plan, need)
-        kd = torch.zeros((), dtype=torch.float64, device=student.device)
-        ce, agree = kd.clone(), kd.clone()
+        totals = torch.zeros(3, dtype=torch.float64, device=student.device)  # kd, ce, agree
         weights = _chunk_weights(plan) if any(need) else None
         n = plan.rows.shape[0]
         for start in range(0, n, plan.chunk):
@@ -154,12 +153,13 @@ class FusedDistillLoss(torch.autograd.Function):
             teacher = plan.teacher(start, end, ws) if plan.teacher is not None else None
             out = K.chunk_step(s, plan.labels[start:end], teacher, loss=plan.loss, temperature=plan.temperature,
                                beta=plan.beta, skew=plan.skew, weights=weights, ws=ws)
-            kd += out.kd.double()
-            ce += out.ce.double()
-            agree += out.agree.double()
+            totals += torch.stack([out.kd, out.ce, out.agree])
             if out.grad is not None:
                 grads.add_chunk(plan.rows[start:end], x, out.grad, head, plan.vocab)
             del s, out, teacher
+        kd, ce, agree = totals.unbind()
+        if plan.loss == "ce":
+            agree = torch.full_like(agree, float("nan"))
         total = plan.alpha * kd + (1.0 - plan.alpha) * ce if plan.loss != "ce" else ce
         finished = grads.finish(student, head)
         ctx.present = tuple(g is not None for g in finished)

@@ -127,6 +127,7 @@ class _RowSoftmax:
     e: torch.Tensor
     m: torch.Tensor
     logz: torch.Tensor
+    _inv_z: torch.Tensor | None = None
 
     @property
     def lse(self) -> torch.Tensor:
@@ -134,8 +135,10 @@ class _RowSoftmax:
         return self.m + self.logz
 
     def inv_z(self) -> torch.Tensor:
-        """(C, 1) 1 / row sum."""
-        return torch.exp(-self.logz)
+        """(C, 1) 1 / row sum (computed once: small ops are not free on a busy multi-threaded CPU)."""
+        if self._inv_z is None:
+            self._inv_z = torch.exp(-self.logz)
+        return self._inv_z
 
     def probs_(self) -> torch.Tensor:
         """Normalise ``e`` in place and return it (the softmax)."""
@@ -316,11 +319,10 @@ def _kd_full_forward_kl(s: torch.Tensor, s_max: torch.Tensor, t: torch.Tensor, t
     q_parts = _row_softmax(s, inv_t, x_max=s_max, out=ws.like("q", s))
     rows = t.sub_(s).mul_(p_parts.e)  # p * (t - s) * z_t: 0 * (-inf) = NaN where a teacher logit is -inf
     dots = rows.sum(1, keepdim=True)
-    bad = ~torch.isfinite(dots)
-    if bool(bad.any()):  # apply 0 * log 0 = 0 on rows with -inf teacher logits and a finite lse
-        fix = bad & torch.isfinite(p_parts.lse)
+    if not bool(torch.isfinite(dots.sum())):  # apply 0 * log 0 = 0 where teacher logits are -inf
+        fix = ~torch.isfinite(dots) & torch.isfinite(p_parts.lse)
         dots = torch.where(fix, rows.nan_to_num(nan=0.0).sum(1, keepdim=True), dots)
-    d = dots * p_parts.inv_z() * inv_t - p_parts.lse + q_parts.lse
+    d = torch.addcmul(q_parts.lse - p_parts.lse, dots, p_parts.inv_z(), value=inv_t)
     out = _KdOut(d.double().sum(), None, t_arg.squeeze(1))
     if want_sm and temperature in (1.0, 2.0):
         out.agree = (s.gather(1, t_arg) == s_max).sum().double()
