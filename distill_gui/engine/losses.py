@@ -42,8 +42,12 @@ from a cache: the cached token of highest log-probability). Computed as "the stu
 the teacher's argmax equals the student's maximum", so an exact tie for the student's maximum
 counts as agreement.
 
-Memory: the loss runs over chunks of ``chunk_tokens`` counted tokens; with hidden states and a
-head, the logits of both models exist only one chunk at a time (see fused_loss).
+Memory: the loss runs over chunks of ``chunk_tokens`` counted tokens (0 = automatic: about 64 MiB
+per (chunk x vocabulary) float32 buffer on the CPU, 128 MiB on CUDA); with hidden states and a head,
+the logits of both models exist only one chunk at a time, in about four such buffers, plus the
+gradients of the hidden states and of the head weight (see fused_loss). Masked tokens are never
+projected. On the CPU the chunk buffers are kept per thread between calls (a fresh allocation of
+that size is page-faulted in again every time); ``release_workspace()`` frees them.
 """
 
 from __future__ import annotations
@@ -55,10 +59,13 @@ import torch
 
 from ..config import LOSSES
 from . import loss_kernels as K
-from .fused_loss import FusedDistillLoss, FusedPlan, Head, project
+from .fused_loss import FusedDistillLoss, FusedPlan, Head, project, release_workspace
 
 if TYPE_CHECKING:
     from ..config import DistillConfig
+
+__all__ = ["IGNORE_INDEX", "TAIL_FLOOR", "TOP_K_MODES", "LossResult", "LossSpec", "auto_chunk_tokens",
+           "distill_loss", "release_workspace"]
 
 IGNORE_INDEX = -100
 TOP_K_MODES = ("renorm", "tail")
