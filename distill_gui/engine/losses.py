@@ -43,7 +43,8 @@ the teacher's argmax equals the student's maximum", so an exact tie for the stud
 counts as agreement.
 
 Memory: the loss runs over chunks of ``chunk_tokens`` counted tokens (0 = automatic: about 64 MiB
-per (chunk x vocabulary) float32 buffer on the CPU, 128 MiB on CUDA); with hidden states and a head,
+per (chunk x vocabulary) float32 buffer on the CPU, 128 MiB on CUDA, and at most 2048 / 8192
+tokens); with hidden states and a head,
 the logits of both models exist only one chunk at a time, in about four such buffers, plus the
 gradients of the hidden states and of the head weight (see fused_loss). Masked tokens are never
 projected. On the CPU the chunk buffers are kept per thread between calls (a fresh allocation of
@@ -75,7 +76,10 @@ TAIL_FLOOR = K.TAIL_FLOOR
 #: which matters on a busy machine, and fewer passes over the head-weight gradient; a GPU wants
 #: larger matmuls anyway). A chunk needs about four such buffers.
 AUTO_CHUNK_VALUES = {"cpu": 1 << 24, "cuda": 1 << 25}
-AUTO_CHUNK_RANGE = (16, 8192)
+#: Tokens per automatic chunk at most: at small vocabularies the chunk buffers then stay a small
+#: share of the step's memory.
+AUTO_CHUNK_MAX = {"cpu": 2048, "cuda": 8192}
+AUTO_CHUNK_MIN = 16
 
 
 @dataclass(frozen=True)
@@ -134,9 +138,9 @@ class LossResult:
 
 def auto_chunk_tokens(vocab: int, device: str = "cpu") -> int:
     """Tokens per chunk so that one (chunk x vocab) float32 buffer holds about AUTO_CHUNK_VALUES."""
-    low, high = AUTO_CHUNK_RANGE
     values = AUTO_CHUNK_VALUES.get(device, AUTO_CHUNK_VALUES["cpu"])
-    return max(low, min(high, values // max(vocab, 1)))
+    high = AUTO_CHUNK_MAX.get(device, AUTO_CHUNK_MAX["cpu"])
+    return max(AUTO_CHUNK_MIN, min(high, values // max(vocab, 1)))
 
 
 def _as_head(head: Any) -> Head:
