@@ -59,15 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None)
     p.add_argument("--ollama-host", dest="ollama_host", default=None)
 
-    p = sub.add_parser("eval", help="perplexity (+ agreement with a teacher) of a model as JSON")
-    p.add_argument("model_dir")
-    p.add_argument("--data", required=True, help=".txt or .jsonl file of held-out data")
+    p = sub.add_parser("eval", help="perplexity (+ agreement with a teacher) of a model as JSON; a run folder's "
+                                     "teacher and students, and its report.md")
+    p.add_argument("model_dir", help="a model folder, or a run folder (its teacher, student before / after)")
+    p.add_argument("--data", default=None, help=".txt or .jsonl file of held-out data (needed for a model folder; "
+                                                "a run folder defaults to its held-out rows)")
     p.add_argument("--teacher", default=None, help="teacher model folder or hub id")
     p.add_argument("--max-length", dest="max_length", type=int, default=512)
+    p.add_argument("--samples", type=int, default=3, help="held-out prompts answered greedily by each model")
+    p.add_argument("--report", action="store_true", help="run folder: also write report.md with plots into it")
+    p.add_argument("--control", action="store_true",
+                   help="run folder: train the CE control (same config, loss = ce, equal steps) and include it")
 
     p = sub.add_parser("demo", help="offline end-to-end run on a model pair the app builds itself")
     p.add_argument("--out", default=None, help="folder for the demo (default: user data folder / demo)")
     p.add_argument("--small", action="store_true", help="a reduced-size demo (faster, for tests)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the demo's data and training runs")
     p.add_argument("--ollama-host", dest="ollama_host", default=None)
     return parser
 
