@@ -1,0 +1,401 @@
+"""The run report: evaluate a run's models on held-out data, then write ``report.md`` with PNG plots.
+
+:func:`evaluate_run` measures, on the run's held-out rows (the same split training used), every model
+of the run - the teacher, the student before distillation (its starting folder), the student after
+(``final/``) and, when there is one, the CE control - with :mod:`engine.evaluate`: perplexity,
+agreement and KL against the teacher, greedy samples, parameters, file sizes and generation speed.
+The numbers in the report come from this evaluation, never from the training logs (only the curves
+over time are read from ``metrics.jsonl``).
+
+:func:`run_control` trains the optional control: the same config with ``loss = "ce"`` for the same
+number of steps, in ``<run>/control-ce/``, so the report shows what distillation added over plain
+fine-tuning. :func:`write_report` writes ``report.json`` (the numbers), the PNGs and ``report.md``
+last, each under a temporary name first. The trainer calls :func:`report_after_training` at the end
+of a run (``train.report``); ``distill-gui eval RUN --report`` and the Runs page call :func:`report_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..config import RunConfig, load_config
+from ..errors import ConfigError, DataError, DistillError, UserInputError
+from . import report_plots as plots
+from .data import Example, Row, read_data, read_rows
+from .evaluate import (SAMPLE_NEW_TOKENS, PromptCase, Sample, TokenScores, eval_examples, greedy_generate, json_safe,
+                       parameter_count, prompt_cases, score, shared_vocab, stop_ids, tokens_per_second, weights_bytes)
+from .events import Control, EventCallback, PhaseProgress, ignore_events
+from .report_markdown import render_markdown
+
+REPORT_MD = "report.md"
+REPORT_JSON = "report.json"
+CONTROL_DIR = "control-ce"
+MAX_EXAMPLES = 1000            # held-out examples scored per model (keeps the end-of-run report bounded)
+SAMPLE_PROMPTS = 4
+ROLE_LABELS = {"teacher": "Teacher", "before": "Student before", "after": "Student after", "control": "CE control"}
+
+
+@dataclass
+class ModelResult:
+    """One model's line in the report."""
+
+    role: str                          # "teacher" | "before" | "after" | "control"
+    label: str
+    path: str
+    parameters: int
+    weights_bytes: int
+    gguf_bytes: int | None = None
+    scores: TokenScores | None = None
+    tokens_per_s: float | None = None
+
+
+@dataclass
+class RunEvaluation:
+    """Everything the report shows, measured now."""
+
+    run_dir: str
+    name: str
+    teacher: str
+    student: str
+    loss: str
+    temperature: float
+    alpha: float
+    steps: int
+    device: str
+    data: str                          # where the scored examples come from
+    examples: int
+    models: list[ModelResult] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, dict[str, float]] = field(default_factory=dict)   # metric -> role -> value (e.g. the demo's)
+
+    def model(self, role: str) -> ModelResult | None:
+        return next((m for m in self.models if m.role == role), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe(asdict(self))
+
+
+# ---- evaluating a run -------------------------------------------------------------------------
+
+
+def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: bool = False,
+                 data_file: str | None = None, teacher=None, examples: Sequence[Example] | None = None,
+                 rows: Sequence[Row] | None = None, extra: dict[str, dict[str, float]] | None = None,
+                 notes: Sequence[str] = (), on_event: EventCallback = ignore_events,
+                 stop: Control | None = None) -> RunEvaluation:
+    """Measure the run's models on held-out data (see the module docstring).
+
+    Args:
+        run_dir: The run folder (with ``config.toml`` and ``final/``).
+        cfg: Its config (read from ``config.toml`` when not given).
+        control: Train the CE control first when it is missing (an existing matching one is always shown).
+        data_file: Score on this file instead of the run's held-out rows.
+        teacher: The teacher already loaded on the run's device (the trainer passes its own).
+        examples, rows: Already tokenized examples and their rows (the trainer passes its held-out set).
+        extra: Additional metrics per role shown as table columns (the demo's task accuracy).
+        notes: Lines added to the report's notes.
+
+    Raises:
+        UserInputError: no final model yet, or no data to score.
+        ModelError: a model cannot be loaded.
+    """
+    from . import models as M
+    from .device import choose, device_description, resolve_device
+
+    run_dir = Path(run_dir)
+    cfg = cfg or read_run_config(run_dir)
+    final = run_dir / "final"
+    if not (final / "config.json").is_file():
+        raise UserInputError(f"{run_dir} has no final model yet (final/ is missing): finish or stop the run "
+                             f"first, then write its report.")
+    choice = choose(resolve_device(cfg.train.device))
+    device = choice.device
+    tokenizer = M.load_tokenizer(final, ref=str(final))
+    all_notes = list(notes)
+    if examples is None or rows is None:
+        rows, source = held_out_rows(cfg, data_file)
+        examples = eval_examples(rows[:MAX_EXAMPLES], tokenizer, max_length=cfg.data.max_length,
+                                 loss_on=cfg.data.loss_on, source=source)
+    else:
+        source = f"the run's held-out rows ({cfg.data.eval or cfg.data.train})"
+    if len(examples) > MAX_EXAMPLES:
+        all_notes.append(f"Scored the first {MAX_EXAMPLES} of {len(examples)} held-out examples.")
+        examples = list(examples)[:MAX_EXAMPLES]
+    steps = steps_done(run_dir, cfg)
+    if control:
+        run_control(run_dir, cfg, steps=steps, on_event=on_event, control=stop)
+    folders = _student_folders(run_dir, cfg, steps, all_notes)
+    result = RunEvaluation(run_dir=str(run_dir), name=cfg.name, teacher=cfg.teacher.model,
+                           student=cfg.student.model, loss=cfg.distill.loss, temperature=cfg.distill.temperature,
+                           alpha=cfg.distill.alpha, steps=steps, device=device_description(device), data=source,
+                           examples=len(examples), extra=dict(extra or {}))
+    cases = prompt_cases(rows, tokenizer, limit=SAMPLE_PROMPTS)
+    result.samples = [Sample(c.shown, c.reference) for c in cases]
+    teacher, teacher_folder = _teacher(cfg, teacher, choice, all_notes, on_event)
+    total = len(folders) + (teacher is not None)
+    done = 0
+    if teacher is not None:
+        on_event(PhaseProgress("evaluate", done, total, "models", "evaluating the teacher"))
+        result.models.append(_measure("teacher", teacher, teacher_folder, None, tokenizer, examples, cases,
+                                      result.samples, device, speed=True))
+        done += 1
+    for role, folder in folders.items():
+        on_event(PhaseProgress("evaluate", done, total, "models", f"evaluating the {ROLE_LABELS[role].lower()}"))
+        model = M.load_model(folder, dtype=choice.teacher_dtype, device=device, ref=str(folder), role="student")
+        try:
+            result.models.append(_measure(role, model, folder, teacher, tokenizer, examples, cases, result.samples,
+                                          device, speed=role == "after"))
+        finally:
+            del model
+            _free(device)
+        done += 1
+    on_event(PhaseProgress("evaluate", total, total, "models", "evaluation done"))
+    gguf = _gguf_bytes(run_dir)
+    after = result.model("after")
+    if after is not None and gguf:
+        after.gguf_bytes = gguf
+    result.notes = all_notes
+    return result
+
+
+def _measure(role: str, model, folder: Path | None, teacher, tokenizer, examples: Sequence[Example],
+             cases: Sequence[PromptCase], samples: list[Sample], device: str, *, speed: bool) -> ModelResult:
+    """Scores, samples, size (and speed) of one loaded model."""
+    pad = tokenizer.pad_token_id
+    vocab = shared_vocab(tokenizer, model, teacher)
+    scores = score(model, examples, pad_id=pad, teacher=teacher, vocab_size=vocab, device=device)
+    if cases:
+        answers = greedy_generate(model, [c.ids for c in cases], pad_id=pad, stop=stop_ids(tokenizer, model),
+                                  max_new_tokens=sample_length(cases, tokenizer), device=device)
+        for sample, ids in zip(samples, answers):
+            sample.replies[role] = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    tps = tokens_per_second(model, cases[0].ids, pad_id=pad, device=device) if speed and cases else None
+    return ModelResult(role=role, label=ROLE_LABELS[role], path=str(folder or ""), parameters=parameter_count(model),
+                       weights_bytes=weights_bytes(folder) if folder else 0, scores=scores, tokens_per_s=tps)
+
+
+def sample_length(cases: Sequence[PromptCase], tokenizer) -> int:
+    """New tokens per sample answer: twice the longest reference answer, within 16..SAMPLE_NEW_TOKENS."""
+    longest = max(len(tokenizer(c.reference, add_special_tokens=False)["input_ids"]) for c in cases)
+    return max(16, min(SAMPLE_NEW_TOKENS, 2 * longest))
+
+
+def _teacher(cfg: RunConfig, loaded, choice, notes: list[str], on_event: EventCallback):
+    """(teacher model, its folder) to compare with: the loaded one, else loaded from disk; (None, None) for none."""
+    from . import models as M
+
+    ref = cfg.teacher.model
+    if not ref:
+        return None, None
+    if ref.startswith("ollama:"):
+        notes.append(f"The teacher {ref} is an Ollama model (black box): no perplexity, agreement or KL against it.")
+        return None, None
+    folder = M.resolve_model(ref, trust_remote_code=cfg.teacher.trust_remote_code, on_event=on_event,
+                             role="teacher")
+    if loaded is not None:
+        return loaded, folder
+    on_event(PhaseProgress("load", 0, 1, "", f"loading the teacher {ref}"))
+    teacher = M.load_model(folder, dtype=choice.teacher_dtype, device=choice.device, load_in=cfg.teacher.load_in,
+                           trust_remote_code=cfg.teacher.trust_remote_code, ref=ref, role="teacher")
+    teacher.requires_grad_(False)
+    return teacher, folder
+
+
+def _student_folders(run_dir: Path, cfg: RunConfig, steps: int, notes: list[str]) -> dict[str, Path]:
+    """before / after / control folders of the run's students (control only when it matches the run)."""
+    folders = {"before": student_before_folder(run_dir, cfg), "after": run_dir / "final"}
+    control_final = run_dir / CONTROL_DIR / "final"
+    if (control_final / "config.json").is_file():
+        if _control_matches(run_dir, cfg, steps):
+            folders["control"] = control_final
+        else:
+            notes.append(f"{run_dir / CONTROL_DIR} was trained with other settings than this run; it is not shown.")
+    return folders
+
+
+def student_before_folder(run_dir: Path, cfg: RunConfig) -> Path:
+    """Where the student started: the derived folder, or the configured student model."""
+    from . import models as M
+
+    if cfg.student.model == "teacher":
+        return run_dir / "student-init"
+    return M.resolve_model(cfg.student.model, trust_remote_code=cfg.student.trust_remote_code, role="student")
+
+
+def held_out_rows(cfg: RunConfig, data_file: str | None = None) -> tuple[list[Row], str]:
+    """The rows to score and where they come from: ``data_file``, else the run's held-out split.
+
+    Without held-out rows (eval_fraction = 0 and no eval file) the training rows are used, and the
+    source says so.
+    """
+    if data_file:
+        return read_rows(data_file, role="eval"), str(data_file)
+    from .teacher_phase import writes_answers
+
+    if writes_answers(cfg):
+        raise DataError(f"The run's data file {cfg.data.train} holds prompts the teacher answered; pass a data "
+                        f"file with answers to evaluate on (distill-gui eval RUN --report --data FILE).")
+    train_rows, eval_rows = read_data(cfg.data, seed=cfg.train.seed)
+    if eval_rows:
+        return eval_rows, f"the run's held-out rows ({cfg.data.eval or cfg.data.train})"
+    return train_rows, f"training rows of {cfg.data.train} (the run held out none: eval_fraction = 0)"
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.toml"
+    if not path.is_file():
+        raise UserInputError(f"{run_dir} is not a run folder (no config.toml). Give the folder a run was trained in.")
+    return load_config(path)
+
+
+def steps_done(run_dir: Path, cfg: RunConfig) -> int:
+    """Optimizer steps the run made (its newest checkpoint; finish() always saves one)."""
+    from . import checkpoint as ckpt
+
+    latest = ckpt.latest_checkpoint(run_dir)
+    if latest is not None:
+        try:
+            return int(ckpt.read_state(latest).get("step", 0))
+        except DistillError:
+            pass
+    return int(cfg.train.max_steps)
+
+
+def _gguf_bytes(run_dir: Path) -> int | None:
+    files = sorted((run_dir / "export").glob("*.gguf")) if (run_dir / "export").is_dir() else []
+    return files[0].stat().st_size if files else None
+
+
+def _free(device: str) -> None:
+    """Give a freed model's accelerator memory back (on the CPU, dropping the reference is enough)."""
+    if device == "cpu":
+        return
+    import gc
+
+    from .device import release_cached_memory
+
+    gc.collect()
+    release_cached_memory(device)
+
+
+# ---- the CE control ---------------------------------------------------------------------------
+
+
+def control_config(run_dir: Path, cfg: RunConfig, steps: int) -> RunConfig:
+    """The run's config with ``loss = "ce"``, ``steps`` steps, in ``<run>/control-ce/``."""
+    from .teacher_phase import writes_answers
+
+    if writes_answers(cfg):
+        raise ConfigError("A CE control needs a run that trained on its own data; this run's teacher wrote the "
+                          "answers, so plain fine-tuning has nothing to compare on.")
+    control = cfg.copy()
+    control.name = CONTROL_DIR
+    control.output_dir = str(run_dir)
+    control.distill.loss = "ce"
+    control.teacher.cache_top_k = 0
+    control.train.max_steps = max(1, steps)
+    control.train.epochs = 0
+    control.export.ollama_name = ""
+    if hasattr(control.train, "report"):
+        control.train.report = False
+    return control
+
+
+def _control_matches(run_dir: Path, cfg: RunConfig, steps: int) -> bool:
+    try:
+        wanted = control_config(run_dir, cfg, steps).to_toml()
+        return (run_dir / CONTROL_DIR / "config.toml").read_text(encoding="utf-8") == wanted
+    except (OSError, DistillError):
+        return False
+
+
+def run_control(run_dir: Path, cfg: RunConfig, *, steps: int | None = None, on_event: EventCallback = ignore_events,
+                control: Control | None = None) -> Path:
+    """Train the CE control (unless a finished one with the same settings exists); returns its final/."""
+    from .trainer import train
+
+    run_dir = Path(run_dir)
+    steps = steps_done(run_dir, cfg) if steps is None else steps
+    folder = run_dir / CONTROL_DIR
+    if (folder / "final" / "config.json").is_file() and _control_matches(run_dir, cfg, steps):
+        return folder / "final"
+    shutil.rmtree(folder, ignore_errors=True)  # our own subfolder: an unfinished or outdated control
+    on_event(PhaseProgress("control", 0, 1, "", f"training the CE control ({steps} steps, same data)"))
+    result = train(control_config(run_dir, cfg, steps), on_event=_control_events(on_event), control=control)
+    if result.stopped_early:
+        raise DistillError("The CE control was stopped before its last step; the report shows no control.")
+    return result.final_dir
+
+
+def _control_events(on_event: EventCallback) -> EventCallback:
+    """Forward the control run's progress as phase events (its step metrics are not the main run's)."""
+    from .events import StepMetrics
+
+    def forward(event) -> None:
+        if isinstance(event, StepMetrics):
+            on_event(PhaseProgress("control", event.step, event.total_steps, "steps", "training the CE control"))
+        elif isinstance(event, PhaseProgress):
+            on_event(event)
+
+    return forward
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+
+def report_run(run_dir: str | Path, *, control: bool = False, data_file: str | None = None,
+               on_event: EventCallback = ignore_events, stop: Control | None = None) -> Path:
+    """Evaluate a finished run (optionally training its CE control first) and write its report."""
+    evaluation = evaluate_run(run_dir, control=control, data_file=data_file, on_event=on_event, stop=stop)
+    return write_report(run_dir, evaluation, on_event=on_event)
+
+
+def report_after_training(run_dir: Path, cfg: RunConfig, *, teacher, examples: Sequence[Example],
+                          rows: Sequence[Row], held_out: bool, on_event: EventCallback = ignore_events) -> Path:
+    """The trainer's end-of-run report: its own teacher and held-out examples, the students from disk."""
+    notes = [] if held_out else ["The run held out no data (eval_fraction = 0): these numbers are measured on "
+                                 "training rows and flatter the students."]
+    if teacher is None and cfg.teacher.model and not cfg.teacher.model.startswith("ollama:") \
+            and cfg.distill.loss != "ce":
+        notes.append("The teacher was cached, not loaded next to the student: the numbers against it are measured "
+                     "from disk after training.")
+    evaluation = evaluate_run(run_dir, cfg=cfg, teacher=teacher, examples=examples, rows=rows, notes=notes,
+                              on_event=on_event)
+    if not held_out:
+        evaluation.data = f"training rows of {cfg.data.train} (no held-out rows)"
+    return write_report(run_dir, evaluation, on_event=on_event)
+
+
+def write_report(run_dir: str | Path, evaluation: RunEvaluation, *, on_event: EventCallback = ignore_events) -> Path:
+    """Write report.json, the PNG plots and report.md (last) into the run folder; returns report.md."""
+    run_dir = Path(run_dir)
+    on_event(PhaseProgress("report", 0, 1, "", f"writing {run_dir / REPORT_MD}"))
+    records = plots.read_metrics(run_dir / "metrics.jsonl")
+    control_records = plots.read_metrics(run_dir / CONTROL_DIR / "metrics.jsonl") if evaluation.model("control") else []
+    bars = [(m.role, m.label, m.scores.perplexity if m.scores else None, m.scores.agreement if m.scores else None)
+            for m in evaluation.models]
+    written = {
+        plots.LOSS_PNG: plots.plot_losses(run_dir / plots.LOSS_PNG, records, control_records),
+        plots.AGREEMENT_PNG: plots.plot_agreement(run_dir / plots.AGREEMENT_PNG, records),
+        plots.BEFORE_AFTER_PNG: plots.plot_before_after(run_dir / plots.BEFORE_AFTER_PNG, bars),
+    }
+    for name, path in written.items():
+        if path is None:
+            (run_dir / name).unlink(missing_ok=True)  # an older plot would not match these numbers
+    _write_text(run_dir / REPORT_JSON, json.dumps(evaluation.to_dict(), indent=2, allow_nan=False))
+    path = _write_text(run_dir / REPORT_MD, render_markdown(evaluation, [n for n, p in written.items() if p]))
+    on_event(PhaseProgress("report", 1, 1, "", f"report written: {path}"))
+    return path
+
+
+def _write_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
