@@ -63,7 +63,7 @@ FULL = DemoSize("full", hidden=128, teacher_layers=4, keep_layers=(0, 3), vocab=
                 teacher_steps=400, teacher_batch=32, teacher_lr=3e-3, transfer_rows=150, student_steps=200,
                 student_batch=16, student_lr=3e-3, eval_rows=100, question_rows=300)
 SMALL = DemoSize("small", hidden=96, teacher_layers=3, keep_layers=(0,), vocab=320, teacher_rows=3000,
-                 teacher_steps=250, teacher_batch=24, teacher_lr=4e-3, transfer_rows=100, student_steps=60,
+                 teacher_steps=160, teacher_batch=24, teacher_lr=4e-3, transfer_rows=100, student_steps=60,
                  student_batch=16, student_lr=3e-3, eval_rows=60, question_rows=150)
 SIZES = {"full": FULL, "small": SMALL}
 
@@ -158,7 +158,7 @@ def _run(out_dir: Path, spec: DemoSize, seed: int, ollama_host: str | None, regi
     result_exports = export_models({"student": student_run / "final", "teacher": teacher}, student_run.parent,
                                    ollama_host=ollama_host, register=register, on_event=on_event)
     stages.next("answering the held-out questions")
-    questions = corpus.make_questions(spec.question_rows, seed * 10_000 + 4)
+    questions = heldout_questions(spec, seed)
     folders = {"teacher": teacher, "before": student_run / "student-init", "after": student_run / "final",
                "control": student_run / CONTROL_DIR / "final"}
     by_kind = {role: task_accuracy_of(folder, questions) for role, folder in folders.items()}
@@ -303,6 +303,11 @@ def student_config(out: Path, spec: DemoSize, seed: int, teacher: Path, files: d
 
 
 # ---- task accuracy ----------------------------------------------------------------------------
+
+
+def heldout_questions(spec: DemoSize, seed: int) -> list[corpus.Question]:
+    """The questions task accuracy is measured on (a seed no training set uses)."""
+    return corpus.make_questions(spec.question_rows, seed * 10_000 + 4)
 
 
 def task_accuracy_of(model_dir: Path, questions: Sequence[corpus.Question]) -> dict[str, float]:

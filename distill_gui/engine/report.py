@@ -383,7 +383,7 @@ def write_report(run_dir: str | Path, evaluation: RunEvaluation, *, on_event: Ev
     written = {
         plots.LOSS_PNG: plots.plot_losses(run_dir / plots.LOSS_PNG, records, control_records),
         plots.AGREEMENT_PNG: plots.plot_agreement(run_dir / plots.AGREEMENT_PNG, records),
-        plots.BEFORE_AFTER_PNG: plots.plot_before_after(run_dir / plots.BEFORE_AFTER_PNG, bars),
+        plots.BEFORE_AFTER_PNG: plots.plot_before_after(run_dir / plots.BEFORE_AFTER_PNG, bars, evaluation.extra),
     }
     for name, path in written.items():
         if path is None:

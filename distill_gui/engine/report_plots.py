@@ -3,7 +3,7 @@
 - ``loss.png``: training loss, its KD and CE terms, and the held-out loss over the steps (from the run's
   metrics.jsonl), with the CE control's loss when there is one.
 - ``agreement.png``: teacher-student top-1 agreement over the steps (training batches and held-out).
-- ``before_after.png``: the evaluation's perplexity and agreement of each model as bars.
+- ``before_after.png``: the evaluation's perplexity, agreement (and extra metrics) of each model as bars.
 
 Every file is written to a temporary name and renamed when complete.
 """
@@ -57,7 +57,7 @@ def plot_losses(path: Path, records: Sequence[dict], control_records: Sequence[d
              ("KD term", series(records, "step", "kd"), ":", COLORS["after"]),
              ("CE term", series(records, "step", "ce"), "--", COLORS["after"]),
              ("loss (held-out)", series(records, "eval", "loss"), "-o", COLORS["teacher"]),
-             ("CE control (train)", series(control_records, "step", "loss"), "-", COLORS["control"])]
+             ("CE control: its loss (= CE)", series(control_records, "step", "loss"), "-", COLORS["control"])]
     lines = [line for line in lines if line[1][0]]
     if not lines:
         return None
@@ -93,44 +93,60 @@ def plot_agreement(path: Path, records: Sequence[dict]) -> Path | None:
     return _save(fig, path)
 
 
-def plot_before_after(path: Path, bars: Sequence[tuple[str, str, float | None, float | None]]) -> Path | None:
-    """Bars of perplexity (log scale) and agreement per model.
+def plot_before_after(path: Path, bars: Sequence[tuple[str, str, float | None, float | None]],
+                      extra: dict[str, dict[str, float]] | None = None) -> Path | None:
+    """Bars per model: perplexity (log scale when the values span more than 20x), agreement, extra metrics.
 
     Args:
         bars: (role, label, perplexity, agreement) per model; None where not measured.
+        extra: More metrics in [0, 1] as metric name -> role -> value (the demo's task accuracy).
     """
     with_ppl = [(r, lbl, p) for r, lbl, p, _ in bars if p is not None and math.isfinite(p)]
-    with_agree = [(r, lbl, a) for r, lbl, _, a in bars if a is not None and math.isfinite(a)]
     if not with_ppl:
         return None
-    from matplotlib.figure import Figure
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = Figure(figsize=(9, 3.6), dpi=DPI)
-    FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.88, bottom=0.12, wspace=0.25)
-    panels = [("held-out perplexity (lower is better)", with_ppl, True)]
+    values = [v for _, _, v in with_ppl]
+    wide = max(values) / max(min(values), 1e-9) > 20  # a log axis only when the bars differ by orders of magnitude
+    panels = [("held-out perplexity (lower is better)" + (", log scale" if wide else ""), with_ppl,
+               "log" if wide else "linear")]
+    with_agree = [(r, lbl, a) for r, lbl, _, a in bars if a is not None and math.isfinite(a)]
     if with_agree:
-        panels.append(("agreement with the teacher, % (higher is better)", with_agree, False))
-    for index, (title, items, log) in enumerate(panels, start=1):
-        ax = fig.add_subplot(1, len(panels), index)
-        values = [v if log else 100 * v for _, _, v in items]
-        positions = range(len(items))
-        ax.bar(positions, values, color=[COLORS.get(r, COLORS["after"]) for r, _, _ in items])
-        ax.set_xticks(list(positions), [lbl for _, lbl, _ in items], fontsize=8)
-        for x, v in zip(positions, values):
-            ax.annotate(f"{v:.3g}" if log else f"{v:.1f}", (x, v), ha="center", va="bottom", fontsize=8)
-        if log:
-            ax.set_yscale("log")
-        else:
-            ax.set_ylim(0, 105)
-        ax.set_title(title, fontsize=9)
+        panels.append(("agreement with the teacher, % (higher is better)", with_agree, "percent"))
+    for name, per_role in (extra or {}).items():
+        items = [(r, lbl, per_role[r]) for r, lbl, _, _ in bars if per_role.get(r) is not None]
+        if items:
+            panels.append((f"{name.lower()}, % (higher is better)", items, "percent"))
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5 * len(panels), 3.6), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.16 / len(panels), right=0.98, top=0.88, bottom=0.12, wspace=0.25)
+    for index, (title, items, kind) in enumerate(panels, start=1):
+        _bar_panel(fig.add_subplot(1, len(panels), index), title, items, kind)
     return _save(fig, path)
 
 
+def _bar_panel(ax, title: str, items: Sequence[tuple[str, str, float]], kind: str) -> None:
+    values = [100 * v if kind == "percent" else v for _, _, v in items]
+    positions = range(len(items))
+    ax.bar(positions, values, color=[COLORS.get(r, COLORS["after"]) for r, _, _ in items])
+    ax.set_xticks(list(positions), [lbl for _, lbl, _ in items], fontsize=8)
+    for x, v in zip(positions, values):
+        ax.annotate(f"{v:.1f}" if kind == "percent" else f"{v:.3g}", (x, v), ha="center", va="bottom", fontsize=8)
+    if kind == "log":
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_ylim(0, 105 if kind == "percent" else max(values) * 1.12)
+    ax.set_title(title, fontsize=9)
+
+
 def _figure():
-    from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 3.6), dpi=DPI)  # fixed margins: a layout engine costs ~0.1 s per plot
     FigureCanvasAgg(fig)
