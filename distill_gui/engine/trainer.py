@@ -572,8 +572,27 @@ class _Session:
         self.save_checkpoint()
         final_dir = self._save_final()
         summary = self._summary(final_dir)
+        if self.cfg.train.report:
+            self._write_report()
         self.emit(Finished(str(self.run_dir), str(final_dir), self.step, stopped, summary))
         return RunResult(self.run_dir, final_dir, self.step, stopped, summary)
+
+    def _write_report(self) -> None:
+        """report.md from a fresh evaluation (engine.report); a failure here never fails the finished run."""
+        from .report import report_after_training
+
+        self.optimizer = self.student = None  # training is over: their memory goes to the evaluation
+        release_cached_memory(self.choice.device)
+        train_rows, eval_rows = self.rows if self.rows is not None else ([], [])
+        held_out = bool(self.eval_examples)
+        try:
+            report_after_training(self.run_dir, self.cfg, teacher=self.teacher,
+                                  examples=self.eval_examples if held_out else self.stream.examples,
+                                  rows=eval_rows if held_out else train_rows, held_out=held_out, on_event=self.emit)
+        except Exception as exc:  # noqa: BLE001 - the model is saved; the report can be written again later
+            reason = exc.message if isinstance(exc, DistillError) else f"{type(exc).__name__}: {exc}"
+            self.emit(LogMessage(f"No report.md: {reason} Write it later with: distill-gui eval {self.run_dir} "
+                                 f"--report", "warning"))
 
     def _save_final(self) -> Path:
         """final/: the student (LoRA merged) in its original dtype, with tokenizer and chat template."""
