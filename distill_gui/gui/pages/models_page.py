@@ -1,4 +1,4 @@
-"""Models page: teacher and student pickers, both sizes, the tokenizer verdict, the memory plan."""
+"""Models page: teacher and student pickers, both sizes, the tokenizer verdict, the memory plan, the demo."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .. import tasks, theme
 from ..config_store import ConfigStore
 from ..crash import ErrorInfo
 from ..formatting import human_count
+from ..widgets.demo_box import DemoBox
 from ..widgets.memory_panel import MemoryPanel
 from ..widgets.model_picker import ModelPicker
 from ..widgets.ollama_teachers import OllamaTeacherBox, TeacherCacheBox
@@ -91,6 +92,7 @@ class ModelsPage(QWidget):
         self.memory = MemoryPanel(store, self.runner)
         self.ollama = OllamaTeacherBox(store, self.runner)
         self.cache = TeacherCacheBox(store)
+        self.demo = DemoBox(TaskRunner(self))  # its own runner: the demo never cancels a model check
         self.teacher.info_changed.connect(self._teacher_changed)
         self.student.info_changed.connect(self._student_changed)
 
@@ -117,6 +119,7 @@ class ModelsPage(QWidget):
         layout.setContentsMargins(18, 14, 18, 14)
         layout.addWidget(page_header("Models", "Pick the big teacher to learn from and the small student to "
                                      "train. Both must share a tokenizer; the memory plan says whether they fit."))
+        layout.addWidget(self.demo)  # above the pickers: the first thing a new user runs
         layout.addWidget(scrollable(body), 1)
         self._cached_requested = False
 
@@ -163,4 +166,6 @@ class ModelsPage(QWidget):
         self.pair.show_verdict(verdict)
 
     def shutdown(self) -> None:
+        self.demo.stop()
+        self.demo.runner.wait_all()
         self.runner.wait_all()

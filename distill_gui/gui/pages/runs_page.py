@@ -1,4 +1,5 @@
-"""Runs page: the history of run folders; open one to see its plots and metrics; delete; open the folder."""
+"""Runs page: the history of run folders; open one to see its plots, metrics and report.md; write a report
+(optionally with the CE control) in a worker; delete; open the folder."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton,
-                               QSplitter, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout, QWidget)
+                               QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QTextBrowser, QVBoxLayout,
+                               QWidget)
 
 from ...config import default_runs_dir
 from .. import theme
@@ -19,7 +21,9 @@ from ..formatting import metric, percent
 from ..metrics_buffer import buffer_from_records
 from ..run_history import RunSummary, delete_run, read_records, scan_runs, short_model
 from ..widgets.metric_plots import MetricPlots
+from ..widgets.report_view import ReportView
 from ..widgets.sparkline import SERIES_ROLE, SparklineDelegate
+from ..workers import TaskRunner
 from .common import page_header
 
 COLUMNS = ("Name", "Status", "Teacher → student", "Loss fn", "Steps", "Train loss", "Eval loss", "Perplexity",
@@ -37,6 +41,7 @@ class RunsPage(QWidget):
         self.store = store
         self.active_run: str | None = None
         self.runs: list[RunSummary] = []
+        self.runner = TaskRunner(self)
         self._build()
 
     def _build(self) -> None:
@@ -47,6 +52,14 @@ class RunsPage(QWidget):
         self.resume_button = QPushButton("Resume")
         self.load_button = QPushButton("Use its config")
         self.delete_button = QPushButton("Delete…")
+        self.report_button = QPushButton("Write report")
+        self.control_button = QPushButton("Report with CE control")
+        self.report_button.setToolTip("Evaluate the teacher and the student before and after on the run's held-out "
+                                      "data and write report.md with plots into the run folder.")
+        self.control_button.setToolTip("Also train the CE control (the same config with loss = ce, equal steps) "
+                                       "so the report shows what distillation added over plain fine-tuning.")
+        self.report_button.clicked.connect(lambda: self.write_report(control=False))
+        self.control_button.clicked.connect(lambda: self.write_report(control=True))
         self.refresh_button.setToolTip("Read the runs folder again.")
         self.open_button.setToolTip("Open the run folder in the file manager.")
         self.resume_button.setToolTip("Continue an interrupted or stopped run from its latest checkpoint.")
@@ -60,7 +73,7 @@ class RunsPage(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(self.folder_label, 1)
         for button in (self.refresh_button, self.open_button, self.resume_button, self.load_button,
-                       self.delete_button):
+                       self.report_button, self.control_button, self.delete_button):
             bar.addWidget(button)
 
         self.table = QTableWidget(0, len(COLUMNS))
@@ -84,9 +97,13 @@ class RunsPage(QWidget):
         self.details.setOpenExternalLinks(False)
         self.plots = MetricPlots(live=False)
         self.plots.hint.setText("Select a run to see its plots.")
+        self.report_view = ReportView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.plots, "Plots")
+        self.tabs.addTab(self.report_view, "Report")
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.details)
-        bottom.addWidget(self.plots)
+        bottom.addWidget(self.tabs)
         bottom.setSizes([330, 800])
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.table)
@@ -111,6 +128,11 @@ class RunsPage(QWidget):
         output_dir = self.store.config.output_dir
         if output_dir and Path(output_dir).resolve() != dirs[0].resolve():
             dirs.append(Path(output_dir))
+        from ...engine.demo import default_out_dir
+
+        demo_runs = default_out_dir() / "runs"  # the offline demo's teacher and student runs
+        if demo_runs.is_dir() and all(demo_runs.resolve() != d.resolve() for d in dirs):
+            dirs.append(demo_runs)
         return dirs
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt name
@@ -174,6 +196,9 @@ class RunsPage(QWidget):
         self.load_button.setEnabled(run is not None)
         self.resume_button.setEnabled(run is not None and run.resumable and self.active_run is None)
         self.delete_button.setEnabled(run is not None and run.status != "running")
+        can_report = run is not None and run.has_final and run.status != "running" and not self.runner.busy("report")
+        self.report_button.setEnabled(can_report)
+        self.control_button.setEnabled(can_report)
 
     # ---- details -----------------------------------------------------------------------------
     def _selection_changed(self) -> None:
@@ -182,9 +207,12 @@ class RunsPage(QWidget):
         if run is None:
             self.details.clear()
             self.plots.set_buffer(buffer_from_records([]))
+            self.report_view.show_run(None)
             return
         self.details.setHtml(self._details_html(run))
         self.plots.set_buffer(buffer_from_records(read_records(run.path / "metrics.jsonl")), run.total_steps)
+        if not self.runner.busy("report"):
+            self.report_view.show_run(run.path)
 
     def _details_html(self, run: RunSummary) -> str:
         c = theme.current_colors()
@@ -245,6 +273,37 @@ class RunsPage(QWidget):
         except (OSError, ValueError) as exc:
             show_error(self, ErrorInfo(f"Cannot delete {run.path}: {exc}", title="Cannot delete"))
         self.refresh()
+
+    # ---- the report ---------------------------------------------------------------------------
+    def write_report(self, control: bool = False) -> None:
+        """Evaluate the selected run and write its report.md in a worker (optionally training the CE control)."""
+        run = self.selected_run()
+        if run is None or not run.has_final or self.runner.busy("report"):
+            return
+        from ...engine.report import report_run
+
+        self.tabs.setCurrentWidget(self.report_view)
+        self.report_view.show_busy(run.path, "training the CE control and evaluating…" if control else "evaluating…")
+        self.runner.run("report", report_run, str(run.path), control=control,
+                        on_done=lambda _path, path=run.path: self._report_written(path),
+                        on_error=lambda error, path=run.path: self._report_failed(path, error),
+                        on_progress=self.report_view.show_progress)
+        self._update_buttons()
+
+    def _report_written(self, path: Path) -> None:
+        self.refresh()
+        self.select_run(path)
+        self.report_view.show_run(path)
+        self.tabs.setCurrentWidget(self.report_view)
+        self._update_buttons()
+
+    def _report_failed(self, path: Path, error: ErrorInfo) -> None:
+        self.report_view.show_run(path)
+        self._update_buttons()
+        show_error(self, error)
+
+    def shutdown(self) -> None:
+        self.runner.wait_all()
 
     def set_active_run(self, run_dir: str | None) -> None:
         self.active_run = run_dir or None
