@@ -87,7 +87,7 @@ class RunEvaluation:
 def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: bool = False,
                  data_file: str | None = None, teacher=None, examples: Sequence[Example] | None = None,
                  rows: Sequence[Row] | None = None, extra: dict[str, dict[str, float]] | None = None,
-                 notes: Sequence[str] = (), on_event: EventCallback = ignore_events,
+                 notes: Sequence[str] = (), load_teacher: bool = True, on_event: EventCallback = ignore_events,
                  stop: Control | None = None) -> RunEvaluation:
     """Measure the run's models on held-out data (see the module docstring).
 
@@ -97,6 +97,7 @@ def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: 
         control: Train the CE control first when it is missing (an existing matching one is always shown).
         data_file: Score on this file instead of the run's held-out rows.
         teacher: The teacher already loaded on the run's device (the trainer passes its own).
+        load_teacher: Without ``teacher``, load it from disk (False: no numbers against the teacher).
         examples, rows: Already tokenized examples and their rows (the trainer passes its held-out set).
         extra: Additional metrics per role shown as table columns (the demo's task accuracy).
         notes: Lines added to the report's notes.
@@ -137,7 +138,8 @@ def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: 
                            examples=len(examples), extra=dict(extra or {}))
     cases = prompt_cases(rows, tokenizer, limit=SAMPLE_PROMPTS)
     result.samples = [Sample(c.shown, c.reference) for c in cases]
-    teacher, teacher_folder = _teacher(cfg, teacher, choice, all_notes, on_event)
+    teacher, teacher_folder = _teacher(cfg, teacher, choice, all_notes, on_event) \
+        if teacher is not None or load_teacher else (None, None)
     total = len(folders) + (teacher is not None)
     done = 0
     if teacher is not None:
@@ -361,12 +363,14 @@ def report_after_training(run_dir: Path, cfg: RunConfig, *, teacher, examples: S
     """The trainer's end-of-run report: its own teacher and held-out examples, the students from disk."""
     notes = [] if held_out else ["The run held out no data (eval_fraction = 0): these numbers are measured on "
                                  "training rows and flatter the students."]
-    if teacher is None and cfg.teacher.model and not cfg.teacher.model.startswith("ollama:") \
-            and cfg.distill.loss != "ce":
-        notes.append("The teacher was cached, not loaded next to the student: the numbers against it are measured "
-                     "from disk after training.")
+    if teacher is None and cfg.teacher.model:
+        # The run kept the teacher off the device (answers or a top-k cache, or loss = "ce"): so does its report.
+        why = "an Ollama teacher" if cfg.teacher.model.startswith("ollama:") else \
+            "loss = ce" if cfg.distill.loss == "ce" else "it ran only before training, for its answers or its cache"
+        notes.append(f"The teacher was not loaded during training ({why}), so this report has no numbers against it. "
+                     f"`distill-gui eval {run_dir} --report` measures them with the teacher loaded.")
     evaluation = evaluate_run(run_dir, cfg=cfg, teacher=teacher, examples=examples, rows=rows, notes=notes,
-                              on_event=on_event)
+                              load_teacher=False, on_event=on_event)
     if not held_out:
         evaluation.data = f"training rows of {cfg.data.train} (no held-out rows)"
     return write_report(run_dir, evaluation, on_event=on_event)

@@ -49,7 +49,8 @@ def write_config(path: Path, *, teacher_dir: str, student_dir: str, data_file: s
         "teacher": {"model": teacher_dir}, "student": {"model": student_dir},
         "data": {"train": data_file, "max_length": 64, "eval_fraction": 0.1},
         "train": {"max_steps": 6, "batch_size": 4, "grad_accum": 1, "lr": 3e-3, "warmup_steps": 0,
-                  "log_every": 2, "eval_every": 0, "save_every": 0, "device": "cpu"},
+                  "log_every": 2, "eval_every": 0, "save_every": 0, "device": "cpu",
+                  "report": False},  # the end-of-run report (about 1 s); its own tests turn it on
     }
     for section, updates in sections.items():
         values.setdefault(section, {}).update(updates)

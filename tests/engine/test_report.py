@@ -31,7 +31,8 @@ def chat_rows(n: int, seed: int) -> list[dict]:
 
 def make_run(root: Path, tiny_pair, name: str, **sections) -> Path:
     data = write_jsonl(root / f"{name}.jsonl", chat_rows(24, seed=1))
-    settings = {"data": {"eval_fraction": 0.25}, "train": {"max_steps": 4, "eval_every": 2, "log_every": 1}}
+    settings = {"data": {"eval_fraction": 0.25},
+                "train": {"max_steps": 4, "eval_every": 2, "log_every": 1, "report": True}}
     for section, values in sections.items():
         settings.setdefault(section, {}).update(values)
     return write_config(root / f"{name}.toml", teacher_dir=str(tiny_pair[0]), student_dir=str(tiny_pair[1]),
@@ -40,7 +41,7 @@ def make_run(root: Path, tiny_pair, name: str, **sections) -> Path:
 
 @pytest.fixture(scope="module")
 def finished_run(tiny_pair, tmp_path_factory):
-    """A 4-step forward-KL run of the tiny pair that wrote its report at the end (train.report is on by default)."""
+    """A 4-step forward-KL run of the tiny pair that wrote its report at the end (train.report = true)."""
     import torch
 
     threads = torch.get_num_threads()

@@ -47,7 +47,7 @@ def small_run_values(teacher: Path, student: Path, data: Path, name: str, steps:
         "name": name, "teacher.model": str(teacher), "student.model": str(student), "data.train": str(data),
         "data.max_length": 48, "train.max_steps": steps, "train.batch_size": 2, "train.grad_accum": 1,
         "train.lr": 1e-3, "train.warmup_steps": 1, "train.log_every": 1, "train.eval_every": 6,
-        "train.save_every": 4, "train.device": "cpu",
+        "train.save_every": 4, "train.device": "cpu", "train.report": False,  # report: tests/gui/test_report_gui.py
     }
 
 
