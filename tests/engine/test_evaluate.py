@@ -37,7 +37,8 @@ def pair(tiny_pair, tmp_path_factory):
 
 
 ROWS = [
-    Row(1, messages=[{"role": "user", "content": "What is the river?"}, {"role": "assistant", "content": "A blue river."}]),
+    Row(1, messages=[{"role": "user", "content": "What is the river?"},
+                     {"role": "assistant", "content": "A blue river."}]),
     Row(2, text="The teacher learns slowly while the student learns fast, because the token is small."),
     Row(3, messages=[{"role": "system", "content": "Be short."}, {"role": "user", "content": "Seven?"},
                      {"role": "assistant", "content": "Twelve and seven are numbers."}]),
