@@ -74,7 +74,7 @@ def test_a_run_folder_is_evaluated_with_its_teacher_and_gets_its_report(tiny_pai
     result = json.loads(out)
     assert [m["role"] for m in result["models"]] == ["teacher", "before", "after"]
     assert result["report"] == str(run_dir / "report.md") and (run_dir / "report.md").is_file()
-    assert len(result["samples"]) == 1 and "evaluating the teacher" in err
+    assert len(result["samples"]) == 1 and "loading the teacher" in err and "scoring the held-out examples" in err
 
 
 @pytest.mark.parametrize("args, message", [

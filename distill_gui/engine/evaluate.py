@@ -2,9 +2,10 @@
 
 Everything here is measured directly from the models, never read from training logs:
 
-- :func:`score` - per counted token (labels != -100, i.e. what the run learns): the negative
-  log-likelihood of the data's next token (perplexity = exp of its mean), and against a teacher the
-  top-1 agreement (same most likely token) and KL(teacher || model) at T = 1. Both distributions are
+- :func:`score` (:func:`score_many`: several students, one teacher pass) - per counted token
+  (labels != -100, i.e. what the run learns): the negative log-likelihood of the data's next token
+  (perplexity = exp of its mean), and against a teacher the top-1 agreement (same most likely
+  token) and KL(teacher || model) at T = 1. Both distributions are
   restricted to the shared vocabulary V (the tokenizer's tokens; padded embedding rows are ignored)
   and renormalised there, as in training. Sums run in float64, logits are projected a chunk of
   tokens at a time, so a 150k vocabulary never needs a (tokens x V) tensor for a whole batch.
@@ -97,14 +98,27 @@ def score(model, examples: Sequence[Example], *, pad_id: int, teacher=None, voca
     Returns:
         TokenScores; with no counted token, NaN perplexity.
     """
+    return score_many({"model": model}, examples, pad_id=pad_id, teacher=teacher, vocab_size=vocab_size,
+                      batch_size=batch_size, device=device, chunk_tokens=chunk_tokens)["model"]
+
+
+def score_many(models: dict[str, Any], examples: Sequence[Example], *, pad_id: int, teacher=None,
+               vocab_size: int | None = None, batch_size: int = 8, device: str = "cpu",
+               chunk_tokens: int = CHUNK_TOKENS) -> dict[str, TokenScores]:
+    """:func:`score` of several models in one pass: the teacher runs once per batch for all of them.
+
+    Returns:
+        name -> TokenScores for every model, and ``"teacher"`` -> the teacher's own perplexity.
+    """
     import torch
 
     from .trainer import final_hidden
 
-    vocab = vocab_size or min(_head_width(m) for m in (model, teacher) if m is not None)
-    nll = kl = 0.0
-    agree = count = 0
-    states = [(m, m.training) for m in (model, teacher) if m is not None]
+    everyone = {**models, **({"teacher": teacher} if teacher is not None else {})}
+    vocab = vocab_size or min(_head_width(m) for m in everyone.values())
+    sums = {name: [0.0, 0.0, 0] for name in everyone}    # nll, kl, agree
+    count = 0
+    states = [(m, m.training) for m in everyone.values()]
     for m, _ in states:
         m.eval()
     try:
@@ -116,25 +130,38 @@ def score(model, examples: Sequence[Example], *, pad_id: int, teacher=None, voca
                 rows = (labels != IGNORE).nonzero().squeeze(1)
                 if rows.numel() == 0:
                     continue
-                s_hidden, s_head = final_hidden(model, ids, mask)
-                t_hidden, t_head = final_hidden(teacher, ids, mask) if teacher is not None else (None, None)
+                outputs = {name: final_hidden(m, ids, mask) for name, m in everyone.items()}
                 for chunk in rows.split(chunk_tokens):
                     targets = labels.index_select(0, chunk)
-                    s_logp = _log_probs(s_hidden, s_head, chunk, vocab)
-                    nll -= float(s_logp.gather(1, targets[:, None]).double().sum())
                     count += int(chunk.numel())
-                    if t_hidden is not None:
-                        t_logp = _log_probs(t_hidden, t_head, chunk, vocab)
-                        agree += int((t_logp.argmax(-1) == s_logp.argmax(-1)).sum())
-                        p = t_logp.exp()
-                        kl += float(torch.where(p > 0, p * (t_logp - s_logp), 0.0).sum(-1).double().sum())
+                    t_logp = _log_probs(*outputs["teacher"], chunk, vocab) if teacher is not None else None
+                    for name, (hidden, head) in outputs.items():
+                        logp = t_logp if name == "teacher" else _log_probs(hidden, head, chunk, vocab)
+                        _accumulate(sums[name], logp, targets, None if name == "teacher" else t_logp)
     finally:
         for m, was_training in states:
             m.train(was_training)
+    return {name: _scores(sums[name], count, compared=teacher is not None and name != "teacher")
+            for name in everyone}
+
+
+def _accumulate(sums: list, logp, targets, t_logp) -> None:
+    """Add one chunk's NLL (and, against the teacher's log-probs, KL and agreement) to ``sums``."""
+    import torch
+
+    sums[0] -= float(logp.gather(1, targets[:, None]).double().sum())
+    if t_logp is not None:
+        p = t_logp.exp()
+        sums[1] += float(torch.where(p > 0, p * (t_logp - logp), 0.0).sum(-1).double().sum())
+        sums[2] += int((t_logp.argmax(-1) == logp.argmax(-1)).sum())
+
+
+def _scores(sums: list, count: int, *, compared: bool) -> TokenScores:
+    nll, kl, agree = sums
     mean = nll / count if count else math.nan
     return TokenScores(tokens=count, nll=mean, perplexity=math.exp(min(mean, 700.0)) if count else math.nan,
-                       agreement=(agree / count if count else math.nan) if teacher is not None else None,
-                       kl=(kl / count if count else math.nan) if teacher is not None else None)
+                       agreement=(agree / count if count else math.nan) if compared else None,
+                       kl=(kl / count if count else math.nan) if compared else None)
 
 
 def _log_probs(hidden, head, rows, vocab: int):

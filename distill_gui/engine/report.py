@@ -28,7 +28,8 @@ from ..errors import ConfigError, DataError, DistillError, UserInputError
 from . import report_plots as plots
 from .data import Example, Row, read_data, read_rows
 from .evaluate import (SAMPLE_NEW_TOKENS, PromptCase, Sample, TokenScores, eval_examples, greedy_generate, json_safe,
-                       parameter_count, prompt_cases, score, shared_vocab, stop_ids, tokens_per_second, weights_bytes)
+                       parameter_count, prompt_cases, score_many, shared_vocab, stop_ids, tokens_per_second,
+                       weights_bytes)
 from .events import Control, EventCallback, PhaseProgress, ignore_events
 from .report_markdown import render_markdown
 
@@ -140,24 +141,22 @@ def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: 
     result.samples = [Sample(c.shown, c.reference) for c in cases]
     teacher, teacher_folder = _teacher(cfg, teacher, choice, all_notes, on_event) \
         if teacher is not None or load_teacher else (None, None)
-    total = len(folders) + (teacher is not None)
-    done = 0
-    if teacher is not None:
-        on_event(PhaseProgress("evaluate", done, total, "models", "evaluating the teacher"))
-        result.models.append(_measure("teacher", teacher, teacher_folder, None, tokenizer, examples, cases,
-                                      result.samples, device, speed=True))
-        done += 1
-    for role, folder in folders.items():
-        on_event(PhaseProgress("evaluate", done, total, "models", f"evaluating the {ROLE_LABELS[role].lower()}"))
-        model = M.load_model(folder, dtype=choice.teacher_dtype, device=device, ref=str(folder), role="student")
-        try:
-            result.models.append(_measure(role, model, folder, teacher, tokenizer, examples, cases, result.samples,
-                                          device, speed=role == "after"))
-        finally:
-            del model
-            _free(device)
-        done += 1
-    on_event(PhaseProgress("evaluate", total, total, "models", "evaluation done"))
+    on_event(PhaseProgress("evaluate", 0, 2, "", "scoring the held-out examples"))
+    students = {role: M.load_model(folder, dtype=choice.teacher_dtype, device=device, ref=str(folder),
+                                   role="student") for role, folder in folders.items()}
+    try:  # all students in one pass: the teacher runs once per batch for them all
+        scores = score_many(students, examples, pad_id=tokenizer.pad_token_id, teacher=teacher,
+                            vocab_size=shared_vocab(tokenizer, teacher, *students.values()), device=device)
+        on_event(PhaseProgress("evaluate", 1, 2, "", "greedy samples and generation speed"))
+        everyone = {**({"teacher": (teacher, teacher_folder)} if teacher is not None else {}),
+                    **{role: (model, folders[role]) for role, model in students.items()}}
+        for role, (model, folder) in everyone.items():
+            result.models.append(_measure(role, model, folder, scores[role], tokenizer, cases, result.samples,
+                                          device, speed=role in ("teacher", "after")))
+    finally:
+        students.clear()
+        _free(device)
+    on_event(PhaseProgress("evaluate", 2, 2, "", "evaluation done"))
     gguf = _gguf_bytes(run_dir)
     after = result.model("after")
     if after is not None and gguf:
@@ -166,12 +165,10 @@ def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: 
     return result
 
 
-def _measure(role: str, model, folder: Path | None, teacher, tokenizer, examples: Sequence[Example],
-             cases: Sequence[PromptCase], samples: list[Sample], device: str, *, speed: bool) -> ModelResult:
-    """Scores, samples, size (and speed) of one loaded model."""
+def _measure(role: str, model, folder: Path | None, scores: TokenScores, tokenizer, cases: Sequence[PromptCase],
+             samples: list[Sample], device: str, *, speed: bool) -> ModelResult:
+    """Samples, size (and speed) of one loaded model, with its scores."""
     pad = tokenizer.pad_token_id
-    vocab = shared_vocab(tokenizer, model, teacher)
-    scores = score(model, examples, pad_id=pad, teacher=teacher, vocab_size=vocab, device=device)
     if cases:
         answers = greedy_generate(model, [c.ids for c in cases], pad_id=pad, stop=stop_ids(tokenizer, model),
                                   max_new_tokens=sample_length(cases, tokenizer), device=device)

@@ -104,6 +104,20 @@ def test_a_model_scored_against_itself_agrees_fully_with_zero_kl(pair):
     assert got.agreement == 1.0 and abs(got.kl) < 1e-6
 
 
+def test_scoring_several_students_at_once_equals_one_at_a_time(pair):
+    teacher_dir, student_dir, tokenizer = pair
+    teacher = M.load_model(teacher_dir, dtype="float32", device="cpu")
+    students = {"a": M.load_model(student_dir, dtype="float32", device="cpu"),
+                "b": M.load_model(teacher_dir, dtype="float32", device="cpu")}
+    examples = _examples(tokenizer)
+    together = E.score_many(students, examples, pad_id=tokenizer.pad_token_id, teacher=teacher, batch_size=2)
+    for name, model in students.items():
+        assert together[name] == E.score(model, examples, pad_id=tokenizer.pad_token_id, teacher=teacher,
+                                         batch_size=2)
+    assert together["teacher"] == E.score(teacher, examples, pad_id=tokenizer.pad_token_id, batch_size=2)
+    assert together["b"].agreement == 1.0 and together["a"].agreement < 1.0
+
+
 def _argmax_loop(model, prompt: list[int], steps: int) -> list[int]:
     ids = list(prompt)
     with torch.no_grad():
