@@ -71,7 +71,7 @@ def _added(ev: "RunEvaluation") -> str:
                      f"({'better' if better else 'worse'})" + _agreement_vs(after, control) + _extra_vs(ev) + ".")
     else:
         lines.append("- No CE control in this report: run `distill-gui eval RUN_FOLDER --report --control` (or "
-                     "Report with control on the Runs page) to see what distillation added over plain fine-tuning.")
+                     "Report with CE control on the Runs page) to see what distillation added over plain fine-tuning.")
     if teacher is not None and teacher.parameters and after.parameters:
         lines.append(f"- The student has {after.parameters / teacher.parameters:.0%} of the teacher's parameters"
                      + (f" and generates {after.tokens_per_s / teacher.tokens_per_s:.1f}× as many tokens per second"

@@ -2,7 +2,8 @@
 
 The demo registers into the loopback Ollama test server, so the real client and register flow run.
 KD vs CE: the distilled student must beat the CE control on held-out agreement or task accuracy (the
-issue's bar), and on perplexity; across seeds 0-4 at this size KD's agreement was ahead by 4-14 points.
+issue's bar), and on perplexity. Measured at this size over seeds 0-4: KD's agreement ahead by 8 to 17
+points and its perplexity lower every time; task accuracy ahead 3 times, level once, behind once.
 """
 
 from __future__ import annotations
