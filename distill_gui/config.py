@@ -124,8 +124,8 @@ class TrainConfig:
     eval_every: int = _f(200, "Evaluate on held-out data every N steps (0 = only at the end).", min=0)
     save_every: int = _f(200, "Save a checkpoint every N steps (0 = only at the end and on stop).", min=0)
     keep_checkpoints: int = _f(2, "How many recent checkpoints to keep.", min=1)
-    report: bool = _f(True, "At the end of the run, evaluate the teacher and the student before and after on the "
-                            "held-out data and write report.md with plots into the run folder.")
+    report: bool = _f(True, "When the run completes (not after Stop), evaluate the teacher and the student before and "
+                            "after on the held-out data and write report.md with plots into the run folder.")
 
 
 @dataclass

@@ -572,7 +572,7 @@ class _Session:
         self.save_checkpoint()
         final_dir = self._save_final()
         summary = self._summary(final_dir)
-        if self.cfg.train.report:
+        if self.cfg.train.report and not stopped:  # Stop means stop: a stopped run's report is written on demand
             self._write_report()
         self.emit(Finished(str(self.run_dir), str(final_dir), self.step, stopped, summary))
         return RunResult(self.run_dir, final_dir, self.step, stopped, summary)

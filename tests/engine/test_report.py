@@ -150,6 +150,16 @@ def test_a_run_with_report_off_writes_none(tiny_pair, tmp_path):
     assert not (result.run_dir / "report.md").exists() and not (result.run_dir / P.LOSS_PNG).exists()
 
 
+def test_a_stopped_run_ends_without_writing_a_report(tiny_pair, tmp_path):
+    from distill_gui.engine.events import Control, StepMetrics
+
+    control = Control()
+    result = train(load_config(make_run(tmp_path, tiny_pair, "stopped")), control=control,
+                   on_event=lambda e: control.stop() if isinstance(e, StepMetrics) and e.step == 2 else None)
+    assert result.stopped_early and result.step == 2 and not (result.run_dir / "report.md").exists()
+    assert R.report_run(result.run_dir).is_file()  # on demand it is written
+
+
 def test_plots_skip_what_was_not_logged(tmp_path):
     records = [{"event": "step", "step": 1, "loss": 2.0, "kd": 0.0, "ce": 2.0, "agreement": None},
                {"event": "step", "step": 2, "loss": float("nan"), "kd": 0.0, "ce": 1.5, "agreement": None},
