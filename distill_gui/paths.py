@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any, Iterator
 
 APP_NAME = "distill-gui"
 
@@ -28,3 +30,40 @@ def log_dir() -> Path:
     path = user_data_dir() / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp name in the same folder, then rename.
+
+    A reader (or a crash) never sees a half-written file under the final name; on failure the temp
+    file is removed and the OSError propagates for the caller to word.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_jsonl_objects(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL log, in order; a missing file yields nothing.
+
+    Blank lines, a line cut short by a killed write, and lines that are not objects are skipped:
+    the logs this reads (metrics, votes) are appended to while the app runs.
+    """
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError:
+        return
+    with handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record

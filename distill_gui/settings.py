@@ -8,11 +8,10 @@ also needs (the Ollama host, the runs folder, the HF cache folder, the theme) li
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .paths import user_data_dir
+from .paths import user_data_dir, write_text_atomic
 
 THEMES = ("system", "dark", "light")
 
@@ -45,6 +44,4 @@ def load_settings() -> AppSettings:
 
 def save_settings(settings: AppSettings) -> None:
     path = settings_path()
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(asdict(settings), indent=2))

@@ -8,11 +8,10 @@ of its models came from a distillation, so the Export page remembers each name i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
-from ..paths import user_data_dir
+from ..paths import user_data_dir, write_text_atomic
 from .votes import canonical_model, now_iso
 
 REGISTERED_FILE = "registered_models.json"
@@ -37,12 +36,10 @@ def remember_registered(name: str, source: str = "", path: Path | None = None) -
     path = path or registered_path()
     records = [r for r in read_registered(path) if canonical_model(r["name"]) != canonical_model(name)]
     records.append({"name": name, "time": now_iso(), "source": source})
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(records[-KEEP:], indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(records[-KEEP:], indent=1))
     except OSError:
-        tmp.unlink(missing_ok=True)   # a convenience for the Chat page's default, never worth an error
+        pass   # a convenience for the Chat page's default, never worth an error
 
 
 def newest_registered(installed: Iterable[str], path: Path | None = None) -> str | None:

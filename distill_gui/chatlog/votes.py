@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..paths import user_data_dir
+from ..paths import read_jsonl_objects, user_data_dir
 
 VOTES_FILE = "chat_votes.jsonl"
 VOTES = ("left", "right", "tie", "both_bad")
@@ -175,19 +175,12 @@ def record_vote(vote: Vote, path: Path | None = None) -> Vote:
 
 def read_votes(path: Path | None = None) -> Iterator[Vote]:
     """The votes in the log, oldest first; a damaged or foreign line is skipped."""
-    path = path or votes_path()
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError:
-        return
-    with handle:
-        for line in handle:
-            try:
-                data = json.loads(line)
-                yield Vote(str(data["left"]), str(data["right"]), str(data["vote"]), str(data.get("time", "")),
-                           str(data.get("prompt", "")))
-            except (ValueError, KeyError, TypeError):
-                continue
+    for data in read_jsonl_objects(path or votes_path()):
+        try:
+            yield Vote(str(data["left"]), str(data["right"]), str(data["vote"]), str(data.get("time", "")),
+                       str(data.get("prompt", "")))
+        except KeyError:
+            continue
 
 
 def load_tallies(path: Path | None = None) -> dict[tuple[str, str], PairTally]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TrainingError
+from ..paths import write_text_atomic
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "state.json"
@@ -154,6 +155,4 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=str))

@@ -17,7 +17,6 @@ of a run (``train.report``); ``distill-gui eval RUN --report`` and the Runs page
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Sequence
 
 from ..config import RunConfig, load_config
 from ..errors import ConfigError, DataError, DistillError, UserInputError
+from ..paths import write_text_atomic
 from . import report_plots as plots
 from .data import Example, Row, read_data, read_rows
 from .evaluate import (SAMPLE_NEW_TOKENS, PromptCase, Sample, TokenScores, eval_examples, greedy_generate, json_safe,
@@ -389,14 +389,8 @@ def write_report(run_dir: str | Path, evaluation: RunEvaluation, *, on_event: Ev
     for name, path in written.items():
         if path is None:
             (run_dir / name).unlink(missing_ok=True)  # an older plot would not match these numbers
-    _write_text(run_dir / REPORT_JSON, json.dumps(evaluation.to_dict(), indent=2, allow_nan=False))
-    path = _write_text(run_dir / REPORT_MD, render_markdown(evaluation, [n for n, p in written.items() if p]))
+    write_text_atomic(run_dir / REPORT_JSON, json.dumps(evaluation.to_dict(), indent=2, allow_nan=False))
+    path = write_text_atomic(run_dir / REPORT_MD, render_markdown(evaluation, [n for n, p in written.items() if p]))
     on_event(PhaseProgress("report", 1, 1, "", f"report written: {path}"))
     return path
 
-
-def _write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

@@ -42,6 +42,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import TrainingError
+from ..paths import write_text_atomic
 from .data import IGNORE, Example
 from .events import Control, EventCallback, LogMessage, PhaseProgress, ignore_events
 
@@ -311,9 +312,7 @@ class _Writer:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1))
 
 
 # ---- hashes ------------------------------------------------------------------------------------------

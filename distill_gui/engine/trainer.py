@@ -33,6 +33,7 @@ import torch
 
 from ..config import RunConfig
 from ..errors import ConfigError, DistillError, ModelError, TrainingError
+from ..paths import write_text_atomic
 from . import checkpoint as ckpt
 from . import models as M
 from . import teacher_phase
@@ -391,9 +392,7 @@ class _Session:
                         kept.append(line)
                 except ValueError:
                     continue  # a line cut short by a kill
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
         self.metrics_file = open(path, "a", encoding="utf-8")
 
     # -- the loop ---------------------------------------------------------------------------------

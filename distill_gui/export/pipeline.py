@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ..engine.events import PhaseProgress
 from ..errors import DistillError, ExportError, ExportInputError
+from ..paths import write_text_atomic
 from .gguf_file import GGUF_TYPE_NAMES, GGUFExportInfo, plan_export, write_gguf
 from .modelfile import ModelfileSpec, build_modelfile
 from .names import default_model_name, gguf_file_name, validate_ollama_name
@@ -114,7 +115,7 @@ def export_model(model_dir: str | Path, out_dir: str | Path, *, gguf_type: str =
     spec = build_modelfile(model_dir, gguf_name, system=system, num_ctx=num_ctx)
     info = write_gguf(plan, out / gguf_name, on_progress=on_progress, model_name=name)
     modelfile_path = out / "Modelfile"
-    _write_text(modelfile_path, spec.text)
+    write_modelfile(modelfile_path, spec.text)
     result = ExportResult(name, out / gguf_name, modelfile_path, info, spec,
                           register_hint=_register_hint(name, modelfile_path, quantize),
                           warnings=info.warnings + spec.warnings)
@@ -123,14 +124,13 @@ def export_model(model_dir: str | Path, out_dir: str | Path, *, gguf_type: str =
     return result
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
+def write_modelfile(path: Path, text: str) -> Path:
+    """Write the Modelfile atomically (temp name, then rename)."""
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        return write_text_atomic(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ExportError(f"writing {path} failed: {exc.strerror or exc}.") from exc
+        raise ExportError(f"writing {path} failed: {exc.strerror or exc}. Check the folder's permissions and "
+                          f"free space.") from None
 
 
 def _register_hint(name: str, modelfile: Path, quantize: str | None) -> str:

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..engine.events import PhaseProgress
-from ..errors import DistillError, ExportError, ExportInputError
+from ..errors import DistillError, ExportInputError
 from ..export import GGUF_TYPE_NAMES, build_modelfile, check_quantize, estimate_gguf_size, validate_ollama_name
 from ..export.names import default_model_name, gguf_file_name
+from ..export.pipeline import write_modelfile
 from ..paths import user_data_dir
 
 if sys.version_info >= (3, 11):
@@ -414,17 +415,6 @@ def export_files(model_dir: str | Path, out_dir: str | Path, *, gguf_type: str, 
                          list(info.warnings))
 
 
-def write_modelfile(path: Path, text: str) -> Path:
-    """Write the Modelfile atomically (temp name, then rename)."""
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise ExportError(f"writing {path} failed: {exc.strerror or exc}. Check the folder's permissions and "
-                          f"free space.") from None
-    return path
 
 
 @dataclass

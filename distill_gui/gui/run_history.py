@@ -12,7 +12,6 @@ the run ended, ``final/``. Its status is read from what is there:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
@@ -25,6 +24,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+from ..paths import read_jsonl_objects
 
 SPARK_POINTS = 60
 CHECKPOINT = re.compile(r"^step-(\d+)$")
@@ -76,21 +77,7 @@ def short_model(ref: str) -> str:
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
     """The JSON objects of a metrics.jsonl; a damaged line (a killed write) is skipped."""
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError:
-        return
-    with handle:
-        for line in handle:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                yield record
+    return read_jsonl_objects(path)
 
 
 def _kind(record: dict[str, Any]) -> str:

@@ -542,8 +542,8 @@ class ExportPage(QWidget):
         self.last_outcome = outcome
         self._finish_running()
         remember_registered(outcome.name, str(self.source.chosen) if self.source else "")
-        checks = [f"template read back as sent" if outcome.template_checked else "no TEMPLATE sent (the GGUF's own "
-                  f"chat template is used)"]
+        checks = ["template read back as sent" if outcome.template_checked else "no TEMPLATE sent (the GGUF's own "
+                  "chat template is used)"]
         if outcome.stops:
             checks.append(f"{len(outcome.stops)} stop string{'s' if len(outcome.stops) != 1 else ''} read back")
         reply = outcome.probe_reply[:120] + ("…" if len(outcome.probe_reply) > 120 else "")
