@@ -42,7 +42,7 @@ from .device import (choose, device_description, memory_in_use, release_cached_m
                      resolve_device)
 from .events import (CheckpointSaved, Control, EvalMetrics, EventCallback, Failed, Finished, LogMessage, Paused,
                      PhaseProgress, Resumed, RunStarted, StepMetrics, ignore_events)
-from .losses import LossResult, LossSpec, distill_loss
+from .losses import LossResult, LossSpec, distill_loss, release_workspace
 from .optim import build_optimizer, build_scheduler
 from .teacher_cache import PhaseStopped
 
@@ -518,6 +518,7 @@ class _Session:
         free = self.control.free_memory_on_pause and self.choice.kind != "cpu"
         if self.control.free_memory_on_pause:
             self.save_checkpoint()
+            release_workspace()  # the loss's cached CPU chunk buffers; rebuilt by the next step
         if free:
             self._move_to("cpu")
         self.emit(Paused(self.step, freed_memory=free))
@@ -569,6 +570,7 @@ class _Session:
         if self.eval_examples and (self.last_eval is None or self.last_eval.step != self.step):
             self.evaluate()
         self.save_checkpoint()
+        release_workspace()  # training is over: the loss's chunk buffers go to saving and the report
         final_dir = self._save_final()
         summary = self._summary(final_dir)
         if self.cfg.train.report and not stopped:  # Stop means stop: a stopped run's report is written on demand

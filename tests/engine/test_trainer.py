@@ -157,11 +157,15 @@ def test_stop_saves_a_usable_model_and_resume_ends_with_the_uninterrupted_weight
 
 
 def test_pause_waits_saves_and_continues_and_stop_ends_a_pause(tmp_path, toy):
+    from distill_gui.engine import fused_loss
+
     control = Control()
     events = []
+    chunk_buffers = {}  # event name -> whether the loss's CPU chunk buffers were held then
 
     def on_event(event):
         events.append(event)
+        chunk_buffers.setdefault(type(event).__name__, fused_loss._LOCAL.__dict__.get("workspace") is not None)
         if isinstance(event, StepMetrics) and event.step == 2:
             control.pause(free_memory=True)
             threading.Timer(0.3, control.resume).start()
@@ -171,8 +175,10 @@ def test_pause_waits_saves_and_continues_and_stop_ends_a_pause(tmp_path, toy):
     paused = kinds.index("Paused")
     assert kinds[paused - 1] == "CheckpointSaved" and events[paused - 1].step == 2  # saved before waiting
     assert kinds[paused + 1] == "Resumed" and events[paused].step == events[paused + 1].step == 2
-    assert not events[paused].freed_memory  # nothing to free on the CPU
+    assert not events[paused].freed_memory  # no accelerator memory to free on the CPU
+    assert chunk_buffers["StepMetrics"] and not chunk_buffers["Paused"]  # but the chunk buffers went
     assert result.step == 4 and not result.stopped_early
+    assert fused_loss._LOCAL.__dict__.get("workspace") is None  # and go again when the run ends
 
     control = Control()
 
