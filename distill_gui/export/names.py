@@ -43,7 +43,8 @@ def _name_problem(name: str) -> str | None:
     if len(parts) > 3:
         return "it has more than two '/' (host/namespace/model)"
     if not _PART.match(parts[-1]):
-        return f"the model part {parts[-1]!r} has a character Ollama does not allow, or does not start with a letter or digit"
+        return (f"the model part {parts[-1]!r} has a character Ollama does not allow, or does not start with "
+                "a letter or digit")
     if len(parts) >= 2 and not _NAMESPACE.match(parts[-2]):
         return f"the namespace {parts[-2]!r} may use only letters, digits, '_' and '-'"
     if len(parts) == 3 and not _PART.match(parts[0]):
