@@ -45,6 +45,9 @@ CASES = {
     "large": (26000, 8, 256),
 }
 VARIANTS = ("floor", "ours", "plain")
+# --liger adds "ours+liger": the same step with Liger-Kernel's JSD kernel per chunk (engine/liger.py;
+# meant for CUDA: on the CPU Triton only runs through its slow interpreter). "ours" then runs with it off.
+LIGER_VARIANT = "ours+liger"
 TEACHER = dict(hidden=256, layers=4, heads=4, kv_heads=2)
 STUDENT = dict(hidden=128, layers=2, heads=4, kv_heads=2)
 TEMPERATURE, ALPHA = 2.0, 0.9
@@ -211,11 +214,14 @@ def measure_case(batch_file: Path, args) -> dict[str, Measured]:
     """Run every variant ``args.rounds`` times in alternating fresh processes; keep the fastest step."""
     best: dict[str, Measured] = {}
     for _ in range(args.rounds):
-        for variant in VARIANTS:
-            cmd = [sys.executable, __file__, "--child", variant, "--batch-file", str(batch_file),
-                   "--steps", str(args.steps), "--device", args.device, "--dtype", args.dtype,
-                   "--threads", str(args.threads)]
-            out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        for variant in _variants(args):
+            cmd = [sys.executable, __file__, "--child", "ours" if variant == LIGER_VARIANT else variant,
+                   "--batch-file", str(batch_file), "--steps", str(args.steps), "--device", args.device,
+                   "--dtype", args.dtype, "--threads", str(args.threads)]
+            env = os.environ.copy()
+            if args.liger:
+                env["DISTILL_GUI_LIGER"] = "on" if variant == LIGER_VARIANT else "off"
+            out = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if out.returncode != 0:
                 raise SystemExit(f"variant {variant} failed:\n{out.stderr[-3000:]}")
             result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -232,6 +238,10 @@ def measure_case(batch_file: Path, args) -> dict[str, Measured]:
     return best
 
 
+def _variants(args) -> tuple[str, ...]:
+    return VARIANTS + ((LIGER_VARIANT,) if args.liger else ())
+
+
 def print_table(rows: list[tuple[str, dict[str, Measured]]], args) -> None:
     unit = "GPU peak alloc" if args.device.startswith("cuda") else "peak RSS"
     print(f"\ndevice={args.device} dtype={args.dtype} threads={args.threads or _threads()} steps={args.steps} "
@@ -240,7 +250,7 @@ def print_table(rows: list[tuple[str, dict[str, Measured]]], args) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for case, best in rows:
         floor = best["floor"]
-        for variant in VARIANTS:
+        for variant in _variants(args):
             m = best[variant]
             print(f"| {case} | {variant} | {m.seconds:.3f} | {m.seconds / floor.seconds:.2f} | "
                   f"{m.cpu_seconds:.3f} | {m.cpu_seconds / floor.cpu_seconds:.2f} | "
@@ -266,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--liger", action="store_true", help="also time our step with Liger-Kernel's JSD kernel")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--batch-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -10,14 +10,11 @@ gradients of the hidden states and of the head weight, which autograd needs anyw
 The gradient is computed in the forward pass (as Liger-Kernel's fused linear losses do) and
 handed back, scaled by the incoming gradient, in backward: one pass instead of two.
 
-Liger-Kernel is deliberately not called, on CUDA either. Its Triton fused linear JSD
-(``liger_kernel/ops/fused_linear_jsd.py``) allocates a float32 loss buffer of the whole batch,
-(tokens x vocabulary), which is exactly what this module avoids, and runs torch ``log_softmax``
-passes around its kernel; its chunked ``LigerFusedLinearJSDLoss`` is torch code like this one,
-and the side of the mixture that ``beta`` weights has changed between its versions. Neither
-returns the separate KD / CE terms or the agreement count the trainer logs, nor covers top-k,
-skew KL, TVD or the shared-vocabulary restriction, so using them would add projection passes
-rather than remove any. The same code runs on CUDA (tests parametrised over the device).
+On CUDA, with liger-kernel installed, the divergence of a chunk (forward / reverse KL, JSD over
+the full vocabulary with a live teacher) comes from Liger-Kernel's Triton JSD kernel, called per
+chunk (engine/liger.py), so the memory bound holds. Its fused linear JSD is not used: it allocates
+a float32 loss buffer of the whole batch (tokens x vocabulary), which this module avoids, and it
+returns neither the separate KD / CE terms nor the agreement count the trainer logs.
 """
 
 from __future__ import annotations

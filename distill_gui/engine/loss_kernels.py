@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from . import liger
+
 #: Floor for the teacher's tail mass computed from cached top-k log-probabilities, which can round
 #: to a sum of probabilities >= 1 (bf16/fp16 caches). Keeps log(tail) finite.
 TAIL_FLOOR = 1e-8
@@ -384,6 +386,27 @@ def _kd_topk(loss: str, s: torch.Tensor, s_max: torch.Tensor, teacher: TeacherBu
     return _KdOut(d.double().sum(), grad, teacher.argmax)
 
 
+def _kd_full_liger(loss: str, s: torch.Tensor, t: torch.Tensor, temperature: float, beta: float,
+                   kd_scale: float) -> _KdOut | None:
+    """Forward / reverse KL or JSD over the full vocabulary through Liger-Kernel's kernel (engine/liger.py).
+
+    ``s`` and ``t`` are left as they are; None when a row's value is not finite (e.g. teacher logits of
+    -inf, where 0 * log 0 needs our handling): the caller then takes its own path.
+    """
+    inv_t = 1.0 / temperature
+    t_arg = t.argmax(1)
+    lp = torch.log_softmax(t * inv_t, 1)
+    lq = torch.log_softmax(s * inv_t, 1)
+    liger_beta = 0.0 if loss == "forward_kl" else 1.0 if loss == "reverse_kl" else beta
+    d_sum, g = liger.jsd_sum_and_grad(lq, lp, liger_beta)
+    if not bool(torch.isfinite(d_sum)):
+        return None
+    grad = None
+    if kd_scale:  # through log_softmax: dD/du = g - softmax(u) * sum(g)
+        grad = g.sub_(lq.exp_().mul_(g.sum(1, keepdim=True))).mul_(kd_scale)
+    return _KdOut(d_sum, grad, t_arg)
+
+
 def _is_fast_forward_kl(loss: str, beta: float) -> bool:
     return loss == "forward_kl" or (loss == "jsd" and beta == 0.0)
 
@@ -416,11 +439,14 @@ def chunk_step(s: torch.Tensor, labels: torch.Tensor, teacher: TeacherLogits | T
         kd = torch.zeros((), dtype=torch.float64, device=s.device)
         agree = torch.full((), float("nan"), dtype=torch.float64, device=s.device)
     else:
+        out = None
         if isinstance(teacher, TeacherBuckets):
             out = _kd_topk(loss, s, s_max, teacher, temperature, beta, skew, kd_scale)
-        elif _is_fast_forward_kl(loss, beta):
+        elif s.dtype == torch.float32 and liger.active(s.device, loss, teacher_is_logits=True):
+            out = _kd_full_liger(loss, s, teacher.logits, temperature, beta, kd_scale)
+        if out is None and _is_fast_forward_kl(loss, beta):
             out = _kd_full_forward_kl(s, s_max, teacher.logits, temperature, kd_scale, want_sm=True, ws=ws)
-        else:
+        elif out is None:
             out = _kd_full_generic(loss, s, s_max, teacher.logits, temperature, beta, skew, kd_scale)
         kd, grad, sm = out.d_sum * temperature ** 2, out.grad, out.sm
         agree = out.agree if out.agree is not None else (s.gather(1, out.t_arg.unsqueeze(1)) == s_max).sum().double()

@@ -35,6 +35,7 @@ from ..config import RunConfig
 from ..errors import ConfigError, DistillError, ModelError, TrainingError
 from ..paths import write_text_atomic
 from . import checkpoint as ckpt
+from . import liger
 from . import models as M
 from . import teacher_phase
 from .data import BatchStream, Example, collate, load_datasets, read_data
@@ -230,6 +231,14 @@ class _Session:
             total_steps=self.total_steps, start_step=self.step))
         for note in self.data_notes:
             self.emit(LogMessage(note, "warning"))
+        self._say_loss_kernel()
+
+    def _say_loss_kernel(self) -> None:
+        """Where Liger-Kernel could compute the divergence (engine/liger.py), say whether it does."""
+        covered = (self.cfg.distill.loss in liger.COVERED and not self.cfg.distill.top_k
+                   and self.teacher is not None and self.cache is None)
+        if covered and (self.choice.kind == "cuda" or liger.mode() == "on"):
+            self.emit(LogMessage(liger.verdict(torch.device(self.choice.device))[1]))
 
     def _prepare_run_dir(self) -> Path | None:
         """Create the run folder; on resume return the checkpoint to continue from."""
