@@ -182,8 +182,8 @@ def main() -> int:
     tokens = results["bare"][0][1][0]
     pace = f"{args.token_delay * 1000:g} ms between tokens" if args.token_delay else "no delay between tokens"
     print(f"two panes, {tokens} tokens each, median of {args.repeats} (test server in its own process, {pace})\n")
-    print(f"| variant | wall s | tokens/s per pane | x bare | longest GUI stall ms |")
-    print(f"|---|---|---|---|---|")
+    print("| variant | wall s | tokens/s per pane | x bare | longest GUI stall ms |")
+    print("|---|---|---|---|---|")
     for name, rows in results.items():
         wall = statistics.median(r[0] for r in rows)
         stall = "–" if name == "bare" else f"{statistics.median(r[2] for r in rows):.0f}"

@@ -147,7 +147,7 @@ def main() -> None:
     b, l_ = min(bare), min(loop)
     print(f"torch threads {torch.get_num_threads()}, batch {cfg.train.batch_size} x {cfg.data.max_length}, "
           f"vocab 4096, teacher 4x256, student 2x128, {args.steps} steps")
-    print(f"| measure | value |\n|---|---|")
+    print("| measure | value |\n|---|---|")
     print(f"| bare step (compute_batch_loss + backward + AdamW), median | {b * 1e3:.1f} ms |")
     print(f"| train() step, median | {l_ * 1e3:.1f} ms |")
     print(f"| train() / bare | {l_ / b:.3f} |")
