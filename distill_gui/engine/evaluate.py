@@ -328,8 +328,11 @@ def weights_bytes(folder: str | Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
 
 
-def parameter_count(model) -> int:
-    return sum(p.numel() for p in model.parameters())
+def parameter_count(model, *, trainable: bool = False) -> int:
+    """Parameters of ``model`` (only those that train when ``trainable``); 0 for no model."""
+    if model is None:
+        return 0
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
 
 def json_safe(value: Any) -> Any:

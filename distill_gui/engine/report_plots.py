@@ -10,11 +10,12 @@ Every file is written to a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
+
+from ..paths import read_jsonl_objects
 
 LOSS_PNG = "loss.png"
 AGREEMENT_PNG = "agreement.png"
@@ -25,19 +26,7 @@ DPI = 100
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The records of a metrics.jsonl (lines cut short by a kill are skipped); [] when there is none."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    return list(read_jsonl_objects(Path(path)))
 
 
 def series(records: Sequence[dict[str, Any]], kind: str, key: str) -> tuple[list[int], list[float]]:

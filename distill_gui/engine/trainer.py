@@ -41,6 +41,7 @@ from . import teacher_phase
 from .data import BatchStream, Example, collate, load_datasets, read_data
 from .device import (choose, device_description, memory_in_use, release_cached_memory,
                      resolve_device)
+from .evaluate import json_safe, parameter_count
 from .events import (CheckpointSaved, Control, EvalMetrics, EventCallback, Failed, Finished, LogMessage, Paused,
                      PhaseProgress, Resumed, RunStarted, StepMetrics, ignore_events)
 from .losses import LossResult, LossSpec, distill_loss, release_workspace
@@ -226,8 +227,9 @@ class _Session:
         self._open_metrics(checkpoint)
         self.emit(RunStarted(
             run_dir=str(self.run_dir), config=cfg.to_dict(), device=device_description(self.choice.device),
-            precision=self.choice.precision, teacher_params=_count(self.teacher),
-            student_params=_count(self.student), trainable_params=_count(self.student, trainable=True),
+            precision=self.choice.precision, teacher_params=parameter_count(self.teacher),
+            student_params=parameter_count(self.student),
+            trainable_params=parameter_count(self.student, trainable=True),
             total_steps=self.total_steps, start_step=self.step))
         for note in self.data_notes:
             self.emit(LogMessage(note, "warning"))
@@ -643,7 +645,7 @@ class _Session:
     def emit(self, event) -> None:
         if isinstance(event, (StepMetrics, EvalMetrics)) and self.metrics_file is not None:
             kind = "step" if isinstance(event, StepMetrics) else "eval"
-            record = {"event": kind, **{k: _json_number(v) for k, v in dataclasses.asdict(event).items()}}
+            record = {"event": kind, **json_safe(dataclasses.asdict(event))}
             self.metrics_file.write(json.dumps(record) + "\n")
             self.metrics_file.flush()
         self.on_event(event)
@@ -691,15 +693,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def _count(model, trainable: bool = False) -> int:
-    if model is None:
-        return 0
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
-
-
-def _json_number(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
