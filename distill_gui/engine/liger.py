@@ -92,15 +92,10 @@ def jsd_sum_and_grad(lq: torch.Tensor, lp: torch.Tensor, beta: float, jsd: JsdFn
 
 
 def _reference_jsd(lq: torch.Tensor, lp: torch.Tensor, beta: float) -> torch.Tensor:
-    """Our definition (engine/losses.py) per row, float64: the oracle of the probe."""
-    q, p = lq.double().exp(), lp.double().exp()
-    kl = lambda a, la, lb: (a * (la - lb)).sum(1)  # noqa: E731
-    if beta == 0.0:
-        return kl(p, p.log(), q.log())
-    if beta == 1.0:
-        return kl(q, q.log(), p.log())
-    m = beta * p + (1 - beta) * q
-    return beta * kl(p, p.log(), m.log()) + (1 - beta) * kl(q, q.log(), m.log())
+    """Our definition per row, float64 (the tests' oracle, losses_reference): the probe's yardstick."""
+    from .losses_reference import divergence  # imported here: losses_reference -> losses -> loss_kernels -> us
+
+    return divergence("jsd", lp.double().exp(), lq.double().exp(), beta, 0.0)
 
 
 def probe(device: torch.device, jsd: JsdFn = _liger_jsd) -> tuple[bool, str]:
