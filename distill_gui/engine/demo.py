@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 from ..config import RunConfig
 from ..errors import DistillError, UserInputError
+from ..paths import write_text_atomic
 from . import demo_corpus as corpus
 from .events import Control, EventCallback, LogMessage, PhaseProgress, StepMetrics, ignore_events
 
@@ -250,7 +251,7 @@ def write_corpus(folder: Path, spec: DemoSize, seed: int) -> dict[str, Path]:
     for name, (rows, offset) in sets.items():
         path = folder / f"{name}.jsonl"
         questions = corpus.make_questions(rows, seed * 10_000 + offset)
-        path.write_text("".join(json.dumps(q.row()) + "\n" for q in questions), encoding="utf-8")
+        write_text_atomic(path, "".join(json.dumps(q.row()) + "\n" for q in questions))
         files[name] = path
     return files
 

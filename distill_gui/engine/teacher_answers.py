@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import DataError, ModelError
+from ..paths import write_text_atomic
 from .data import Row, read_rows, split_eval
 from .events import Control, EventCallback, LogMessage, PhaseProgress, ignore_events
 from .teacher_cache import PhaseStopped, Throttle
@@ -205,9 +206,7 @@ class AnswerFile:
             if old is None or answer.tokens is not None or old.tokens is None:
                 self.answers[answer.key] = answer
         if bad:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in good), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(line + "\n" for line in good))
 
     def get(self, key: str, need_tokens: bool) -> Answer | None:
         answer = self.answers.get(key)
