@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def build(folder: Path, vocab: int) -> None:
-    from distill_gui.engine.tiny import make_tiny_model, sample_text, save_tokenizer, train_bpe_tokenizer
+    from distill_gui.workflows.tiny import make_tiny_model, sample_text, save_tokenizer, train_bpe_tokenizer
 
     texts = sample_text(4000, seed=0)
     tokenizer = train_bpe_tokenizer(texts, vocab_size=512, style="qwen")
@@ -82,7 +82,7 @@ def child(mode: str, folder: Path, threads: int) -> None:
     import torch
 
     from distill_gui.engine import models as M
-    from distill_gui.engine.evaluate import score
+    from distill_gui.engine.evaluation.evaluate import score
 
     torch.set_num_threads(threads)
     tokenizer = M.load_tokenizer(folder / "student")

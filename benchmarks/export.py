@@ -39,7 +39,7 @@ def build_model(folder: Path, params_m: int) -> int:
     import numpy as np
     from safetensors.numpy import save_file
 
-    from distill_gui.engine.tiny import sample_text, save_tokenizer, train_bpe_tokenizer
+    from distill_gui.workflows.tiny import sample_text, save_tokenizer, train_bpe_tokenizer
 
     hidden, inter, heads, kv_heads, vocab = 1024, 2816, 16, 4, 32000
     per_layer = 2 * hidden * hidden + 2 * hidden * (hidden * kv_heads // heads) + 3 * hidden * inter + 2 * hidden

@@ -27,9 +27,9 @@ os.environ["DISTILL_GUI_HOME"] = tempfile.mkdtemp(prefix="dg-bench-export-")
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from benchmarks.chat_page import StallMeter  # noqa: E402
-from distill_gui.engine.tiny import build_tiny_pair  # noqa: E402
 from distill_gui.gui import export_tasks  # noqa: E402
 from distill_gui.gui.pages.export_page import ExportPage  # noqa: E402
+from distill_gui.workflows.tiny import build_tiny_pair  # noqa: E402
 
 
 def spin(app: QApplication, condition) -> None:

@@ -55,9 +55,9 @@ def describe_device(device: str) -> None:
 def one_run(cfg, device: str) -> dict:
     import torch
 
-    from distill_gui.engine.events import LogMessage, StepMetrics
     from distill_gui.engine.planner import plan_memory
     from distill_gui.engine.trainer import train
+    from distill_gui.events import LogMessage, StepMetrics
 
     plan = plan_memory(cfg, device)
     if device == "cuda":

@@ -3,7 +3,7 @@
 Builds a tiny teacher / student pair offline, previews a small chat data set, runs a real CPU
 distillation and photographs the Train page mid-run, then the Runs page with the finished runs.
 
-    python benchmarks/screenshots.py [--out resources/screenshots] [--xvfb] [--size 1440x900]
+    python benchmarks/screenshots.py [--out docs/screenshots] [--xvfb] [--size 1440x900]
 
 ``--xvfb`` renders on an Xvfb X server (real window system); default is Qt's offscreen platform.
 """
@@ -97,7 +97,7 @@ class Shooter:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "resources" / "screenshots"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     parser.add_argument("--xvfb", action="store_true")
     parser.add_argument("--size", default="1440x900")
     args = parser.parse_args()
@@ -138,8 +138,8 @@ def teach(model: Path, data: Path, out: Path) -> Path:
 
 def run(work: Path, out: Path, size: tuple[int, int]) -> None:
     from distill_gui.config import RunConfig
-    from distill_gui.engine.tiny import build_tiny_pair, sample_text
     from distill_gui.engine.trainer import train
+    from distill_gui.workflows.tiny import build_tiny_pair, sample_text
 
     teacher, student = build_tiny_pair(work / "models", texts=sample_text(1500) + [
         f"What is the capital of {c}? The capital of {c} is {city}." for c, city in CITIES] * 20,

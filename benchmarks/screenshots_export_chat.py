@@ -4,7 +4,7 @@ and blind mode, against the loopback Ollama test server (no real Ollama needed).
 ``benchmarks/screenshots.py`` calls :func:`shoot_export_and_chat` with its window; run alone it builds
 a tiny model, trains a short run and takes only these three:
 
-    python benchmarks/screenshots_export_chat.py [--out resources/screenshots] [--size 1440x900] [--dark]
+    python benchmarks/screenshots_export_chat.py [--out docs/screenshots] [--size 1440x900] [--dark]
 """
 
 from __future__ import annotations
@@ -52,10 +52,9 @@ def shoot_export_and_chat(shots: Any, run_dir: Path) -> None:
 
     ``shots`` is benchmarks/screenshots.py's Shooter (``window``, ``spin``, ``wait``, ``shoot``).
     """
-    from tests.ollama_server import OllamaTestServer
-
     from distill_gui.chatlog import Vote, record_vote
     from distill_gui.settings import load_settings, save_settings
+    from tests.ollama_server import OllamaTestServer
 
     win = shots.window
     server = OllamaTestServer()
@@ -117,7 +116,7 @@ def shoot_export_and_chat(shots: Any, run_dir: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "resources" / "screenshots"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     parser.add_argument("--size", default="1440x900")
     parser.add_argument("--dark", action="store_true")
     args = parser.parse_args()
@@ -147,8 +146,8 @@ def main() -> int:
 def _short_run(work: Path) -> Path:
     """A finished 12-step run of a tiny pair in the private runs folder (what the Export page lists)."""
     from distill_gui.config import RunConfig, default_runs_dir
-    from distill_gui.engine.tiny import build_tiny_pair, sample_text
     from distill_gui.engine.trainer import train
+    from distill_gui.workflows.tiny import build_tiny_pair, sample_text
 
     teacher, student = build_tiny_pair(work / "models", texts=sample_text(600))
     data = work / "data.txt"

@@ -71,7 +71,7 @@ def build_batch(vocab: int, batch: int, length: int, texts: list[str], folder: P
     """Train a BPE of ``vocab`` tokens, pack the text into (batch, length) ids, save the tensors."""
     import torch
 
-    from distill_gui.engine.tiny import train_bpe_tokenizer
+    from distill_gui.workflows.tiny import train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer(texts, vocab_size=vocab)
     if len(tokenizer) < vocab:
@@ -93,7 +93,7 @@ def build_batch(vocab: int, batch: int, length: int, texts: list[str], folder: P
 def _models(vocab: int, length: int, device: str, dtype: str):
     import torch
 
-    from distill_gui.engine.tiny import make_tiny_model
+    from distill_gui.workflows.tiny import make_tiny_model
 
     teacher = make_tiny_model("qwen2", vocab, max_positions=length, seed=0, init_std=0.05, **TEACHER).to(device)
     student = make_tiny_model("qwen2", vocab, max_positions=length, seed=1, init_std=0.05, **STUDENT).to(device)

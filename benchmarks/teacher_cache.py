@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def build(folder: Path, vocab: int) -> tuple[Path, Path, Path]:
     from step import generated_text  # Zipf pseudo-words: enough distinct text for a large vocabulary
 
-    from distill_gui.engine.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
+    from distill_gui.workflows.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
 
     texts = generated_text(8000, seed=0)
     tokenizer = train_bpe_tokenizer(texts, vocab_size=vocab, style="qwen")
@@ -71,7 +71,7 @@ def cache_files_bytes(folder: Path) -> int:
 
 
 def build_cache(folder: Path, examples, teacher, tokenizer, k: int, dtype: str, device: str):
-    from distill_gui.engine.teacher_cache import CacheKey, TeacherTopK, examples_hash, open_or_build, tokenizer_hash
+    from distill_gui.engine.teacher.cache import CacheKey, TeacherTopK, examples_hash, open_or_build, tokenizer_hash
 
     key = CacheKey(tokenizer=tokenizer_hash(tokenizer), data=examples_hash(examples), teacher="bench", k=k,
                    dtype=dtype, vocab=len(tokenizer))

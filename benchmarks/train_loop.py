@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def build(folder: Path, vocab: int = 4096) -> tuple[Path, Path, Path]:
-    from distill_gui.engine.tiny import make_tiny_model, sample_text, save_tokenizer, train_bpe_tokenizer
+    from distill_gui.workflows.tiny import make_tiny_model, sample_text, save_tokenizer, train_bpe_tokenizer
 
     texts = sample_text(6000, seed=0)
     tokenizer = train_bpe_tokenizer(texts, vocab_size=vocab, style="qwen")
@@ -89,8 +89,8 @@ def bare_steps(cfg, steps: int) -> list[float]:
 
 
 def loop_steps(cfg) -> list[float]:
-    from distill_gui.engine.events import StepMetrics
     from distill_gui.engine.trainer import train
+    from distill_gui.events import StepMetrics
 
     stamps = []
     train(cfg, on_event=lambda e: stamps.append(time.perf_counter()) if isinstance(e, StepMetrics) else None)

@@ -14,8 +14,8 @@ import importlib
 import sys
 import traceback
 
-from . import __version__
-from .errors import EXIT_FAILURE, EXIT_USER_ERROR, DistillError
+from distill_gui import __version__
+from distill_gui.errors import EXIT_FAILURE, EXIT_USER_ERROR, DistillError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _open_app() -> int:
     try:
-        from .gui.app import main as gui_main
+        from distill_gui.gui.app import main as gui_main
     except ImportError as exc:
         print(f"error: the desktop app cannot start: {exc}. Install the app with its GUI dependencies "
               f"(pip install distill-gui) or use a command: distill-gui --help", file=sys.stderr)

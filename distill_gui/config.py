@@ -27,8 +27,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from .errors import ConfigError
-from .paths import write_text_atomic
+from distill_gui.errors import ConfigError
+from distill_gui.paths import write_text_atomic
 
 LOSSES = ("forward_kl", "reverse_kl", "jsd", "skew_forward_kl", "skew_reverse_kl", "tvd", "ce")
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
@@ -215,8 +215,8 @@ class RunConfig:
 
 def default_runs_dir() -> Path:
     """The runs folder from the app settings, else ``<user data dir>/runs`` (DISTILL_GUI_HOME in tests)."""
-    from .paths import user_data_dir
-    from .settings import load_settings
+    from distill_gui.paths import user_data_dir
+    from distill_gui.settings import load_settings
 
     return Path(load_settings().runs_dir or user_data_dir() / "runs")
 

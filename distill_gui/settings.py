@@ -11,7 +11,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .paths import user_data_dir, write_text_atomic
+from distill_gui.paths import user_data_dir, write_text_atomic
 
 THEMES = ("system", "dark", "light")
 

@@ -9,7 +9,7 @@ if ! command -v distill-gui >/dev/null 2>&1; then
     exit 2
 fi
 mkdir -p "$data/applications" "$data/icons/hicolor/scalable/apps"
-cp "$here/../resources/icon.svg" "$data/icons/hicolor/scalable/apps/distill-gui.svg"
+cp "$here/../distill_gui/resources/icon.svg" "$data/icons/hicolor/scalable/apps/distill-gui.svg"
 # The menu entry runs the exact command pip installed, so a virtual environment needs no activation.
 sed "s|^Exec=distill-gui$|Exec=$(command -v distill-gui)|" "$here/distill-gui.desktop" \
     > "$data/applications/distill-gui.desktop.tmp"

@@ -25,7 +25,7 @@ def _private_home(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_texts():
-    from distill_gui.engine.tiny import sample_text
+    from distill_gui.workflows.tiny import sample_text
 
     return sample_text(1500, seed=0)
 
@@ -33,7 +33,7 @@ def tiny_texts():
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory, tiny_texts):
     """(teacher_dir, student_dir): Qwen2-architecture HF folders, 4 and 2 layers, one shared BPE (ChatML)."""
-    from distill_gui.engine.tiny import build_tiny_pair
+    from distill_gui.workflows.tiny import build_tiny_pair
 
     return build_tiny_pair(tmp_path_factory.mktemp("tiny_qwen"), style="qwen", arch="qwen2", texts=tiny_texts)
 
@@ -41,7 +41,7 @@ def tiny_pair(tmp_path_factory, tiny_texts):
 @pytest.fixture(scope="session")
 def tiny_llama_pair(tmp_path_factory, tiny_texts):
     """(teacher_dir, student_dir): Llama-architecture HF folders with a Llama-3 style tokenizer."""
-    from distill_gui.engine.tiny import build_tiny_pair
+    from distill_gui.workflows.tiny import build_tiny_pair
 
     return build_tiny_pair(tmp_path_factory.mktemp("tiny_llama"), style="llama", arch="llama", texts=tiny_texts)
 

@@ -7,9 +7,24 @@ import math
 
 import pytest
 
-from distill_gui.chatlog import (Conversation, ConversationFileError, Reply, Turn, Vote, load_conversation,
-                                 load_tallies, newest_registered, pair_key, read_votes, record_vote,
-                                 remember_registered, save_conversation, tally, votes_path, wilson_interval)
+from distill_gui.chatlog import (
+    Conversation,
+    ConversationFileError,
+    Reply,
+    Turn,
+    Vote,
+    load_conversation,
+    load_tallies,
+    newest_registered,
+    pair_key,
+    read_votes,
+    record_vote,
+    remember_registered,
+    save_conversation,
+    tally,
+    votes_path,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize("successes, trials, low, high", [

@@ -132,7 +132,7 @@ def test_progress_bar_redraws_in_place_on_a_terminal():
     import io
 
     from distill_gui.commands.train import ProgressPrinter, format_duration
-    from distill_gui.engine.events import EvalMetrics, StepMetrics
+    from distill_gui.events import EvalMetrics, StepMetrics
 
     class Terminal(io.StringIO):
         def isatty(self):

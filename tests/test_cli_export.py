@@ -13,7 +13,7 @@ from distill_gui.cli import main
 @pytest.fixture(scope="module")
 def student(tmp_path_factory, tiny_texts):
     """A small Qwen2 student folder with a ChatML tokenizer (built once for this module)."""
-    from distill_gui.engine.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
+    from distill_gui.workflows.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
 
     tok = train_bpe_tokenizer(tiny_texts, vocab_size=512, style="qwen")
     folder = tmp_path_factory.mktemp("run") / "final"

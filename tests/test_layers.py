@@ -6,8 +6,6 @@ import pkgutil
 import subprocess
 import sys
 
-import distill_gui
-
 QT_FREE = ["distill_gui.config", "distill_gui.errors", "distill_gui.paths", "distill_gui.cli",
            "distill_gui.engine", "distill_gui.export", "distill_gui.ollama", "distill_gui.commands",
            "distill_gui.chatlog"]

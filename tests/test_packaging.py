@@ -33,7 +33,7 @@ def test_desktop_entry_runs_the_declared_console_script() -> None:
     assert entry["Type"] == "Application"
     assert entry["Exec"] in scripts
     assert entry["Terminal"] == "false"
-    assert (ROOT / "resources" / "icon.svg").is_file()
+    assert (ROOT / "distill_gui" / "resources" / "icon.svg").is_file()
 
 
 @pytest.mark.skipif(shutil.which("sh") is None or os.name != "posix", reason="needs a POSIX shell")
@@ -49,7 +49,7 @@ def test_install_script_writes_entry_pointing_at_installed_command(tmp_path: Pat
     entry = _desktop_entry(data / "applications" / "distill-gui.desktop")
     assert entry["Exec"] == str(fake_command)
     icon = data / "icons" / "hicolor" / "scalable" / "apps" / "distill-gui.svg"
-    assert icon.read_bytes() == (ROOT / "resources" / "icon.svg").read_bytes()
+    assert icon.read_bytes() == (ROOT / "distill_gui" / "resources" / "icon.svg").read_bytes()
     assert not list((data / "applications").glob("*.tmp"))
 
 

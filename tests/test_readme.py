@@ -1,7 +1,7 @@
 """The README's quick-start test command is exactly what CI runs."""
 
-from pathlib import Path
 import re
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 

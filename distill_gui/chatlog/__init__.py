@@ -11,11 +11,31 @@
 
 from __future__ import annotations
 
-from .conversation import (PANES, Conversation, ConversationFileError, Reply, Turn, conversations_dir,
-                           load_conversation, save_conversation)
-from .registered import newest_registered, remember_registered
-from .votes import (VOTE_LABELS, VOTES, PairTally, Vote, canonical_model, load_tallies, pair_key, read_votes,
-                    record_vote, tally, votes_path, wilson_interval)
+from distill_gui.chatlog.conversation import (
+                           PANES,
+                           Conversation,
+                           ConversationFileError,
+                           Reply,
+                           Turn,
+                           conversations_dir,
+                           load_conversation,
+                           save_conversation,
+)
+from distill_gui.chatlog.registered import newest_registered, remember_registered
+from distill_gui.chatlog.votes import (
+                           VOTE_LABELS,
+                           VOTES,
+                           PairTally,
+                           Vote,
+                           canonical_model,
+                           load_tallies,
+                           pair_key,
+                           read_votes,
+                           record_vote,
+                           tally,
+                           votes_path,
+                           wilson_interval,
+)
 
 __all__ = [
     "PANES",

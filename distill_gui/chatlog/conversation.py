@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserInputError
-from ..paths import user_data_dir
-from .votes import VOTE_LABELS, now_iso
+from distill_gui.chatlog.votes import VOTE_LABELS, now_iso
+from distill_gui.errors import UserInputError
+from distill_gui.paths import user_data_dir
 
 PANES = ("A", "B")
 FORMAT_VERSION = 1

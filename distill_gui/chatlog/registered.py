@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from ..paths import user_data_dir, write_text_atomic
-from .votes import canonical_model, now_iso
+from distill_gui.chatlog.votes import canonical_model, now_iso
+from distill_gui.paths import user_data_dir, write_text_atomic
 
 REGISTERED_FILE = "registered_models.json"
 KEEP = 200

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..paths import read_jsonl_objects, user_data_dir
+from distill_gui.paths import read_jsonl_objects, user_data_dir
 
 VOTES_FILE = "chat_votes.jsonl"
 VOTES = ("left", "right", "tie", "both_bad")

@@ -18,9 +18,9 @@ import textwrap
 import time
 from typing import TextIO
 
-from ..errors import EXIT_FAILURE, EXIT_OK, EXIT_USER_ERROR, UserInputError
-from ..ollama import OllamaClient
-from ..ollama.compare import CompareEvent, SideResult, compare_models
+from distill_gui.errors import EXIT_FAILURE, EXIT_OK, EXIT_USER_ERROR, UserInputError
+from distill_gui.ollama import OllamaClient
+from distill_gui.ollama.compare import CompareEvent, SideResult, compare_models
 
 LABELS = ("A", "B")
 

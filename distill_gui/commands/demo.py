@@ -11,12 +11,12 @@ import argparse
 import sys
 from typing import TextIO
 
-from ..engine.events import LogMessage, PhaseProgress
+from distill_gui.events import LogMessage, PhaseProgress
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.demo import format_summary, run_demo
-    from .train import _quiet_libraries
+    from distill_gui.commands.train import _quiet_libraries
+    from distill_gui.workflows.demo import format_summary, run_demo
 
     _quiet_libraries()
     result = run_demo(args.out, size="small" if args.small else "full", seed=args.seed,

@@ -17,13 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-from ..engine.evaluate import json_safe
-from ..engine.events import PhaseProgress
-from ..errors import UserInputError
+from distill_gui.errors import UserInputError
+from distill_gui.events import PhaseProgress
+from distill_gui.paths import json_safe
 
 
 def run(args: argparse.Namespace) -> int:
-    from .train import _quiet_libraries
+    from distill_gui.commands.train import _quiet_libraries
 
     path = Path(args.model_dir).expanduser()
     run_folder = (path / "config.toml").is_file() and (path / "final").is_dir()
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.data:
             raise UserInputError(f"--data is needed to evaluate the model folder {args.model_dir}: give a .txt or "
                                  f".jsonl file of held-out text (or pass a run folder).")
-        from ..engine.evaluate import evaluate_model_dir
+        from distill_gui.engine.evaluation.evaluate import evaluate_model_dir
 
         result = evaluate_model_dir(str(path / "final") if run_folder else args.model_dir, args.data,
                                     teacher_dir=args.teacher, max_length=args.max_length, samples=args.samples,
@@ -50,9 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_run(path: Path, args: argparse.Namespace, progress) -> dict:
-    from ..engine import report
+    from distill_gui.engine.evaluation import report
+    from distill_gui.workflows.control import run_control
 
-    evaluation = report.evaluate_run(path, control=args.control, data_file=args.data, on_event=progress)
+    if args.control:
+        run_control(path, report.read_run_config(path), on_event=progress)
+    evaluation = report.evaluate_run(path, data_file=args.data, on_event=progress)
     evaluation.samples = evaluation.samples[:args.samples]
     result = evaluation.to_dict()
     if args.report:

@@ -11,9 +11,9 @@ import argparse
 import sys
 from typing import TextIO
 
-from ..engine.events import PhaseProgress
-from ..errors import EXIT_FAILURE, EXIT_OK
-from ..export import export_model
+from distill_gui.errors import EXIT_FAILURE, EXIT_OK
+from distill_gui.events import PhaseProgress
+from distill_gui.workflows.publish import publish
 
 
 class ProgressPrinter:
@@ -43,10 +43,11 @@ class ProgressPrinter:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = export_model(
+    done = publish(
         args.model_dir, args.out, gguf_type=args.type, name=args.name, system=args.system,
         num_ctx=getattr(args, "num_ctx", None), pre_tokenizer=args.pre_tokenizer, register=args.register,
-        quantize=args.quantize, ollama_host=args.ollama_host, on_progress=ProgressPrinter(sys.stderr))
+        quantize=args.quantize, host=args.ollama_host, on_progress=ProgressPrinter(sys.stderr))
+    result = done.export
     info, spec = result.gguf, result.modelfile
     mb = info.nbytes / 1e6
     print(f"wrote {result.gguf_path} ({mb:.1f} MB, {info.gguf_type}, {info.arch}, "
@@ -54,15 +55,15 @@ def run(args: argparse.Namespace) -> int:
     template = f"TEMPLATE for {spec.family}" if spec.template else "no TEMPLATE (the GGUF's chat template is used)"
     print(f"wrote {result.modelfile_path} ({template}; stop {', '.join(spec.stop) or 'none'}; "
           f"num_ctx {spec.parameters['num_ctx']})")
-    for warning in result.warnings:
+    for warning in done.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.register:
-        if result.register_error:
-            print(f"error: {result.register_error}", file=sys.stderr)
+        if done.register_error:
+            print(f"error: {done.register_error}", file=sys.stderr)
             return EXIT_FAILURE
-        probe = result.probe
+        probe = done.registration.probe
         print(f"registered {result.name} in Ollama; probe chat stopped by itself after {probe.eval_count} tokens: "
               f"{probe.content.strip()[:80]!r}")
     else:
-        print(f"to register: {result.register_hint}")
+        print(f"to register: {done.register_hint}")
     return EXIT_OK

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import load_config
+from distill_gui.config import load_config
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    from ..engine.planner import plan_memory
+    from distill_gui.engine.planner import plan_memory
 
     plan = plan_memory(cfg)
     print(plan.summary())

@@ -15,9 +15,19 @@ import sys
 import threading
 from typing import TextIO
 
-from ..config import load_config
-from ..engine.events import (CheckpointSaved, Control, EvalMetrics, Finished, LogMessage, Paused, PhaseProgress,
-                             Resumed, RunStarted, StepMetrics)
+from distill_gui.config import load_config
+from distill_gui.events import (
+    CheckpointSaved,
+    Control,
+    EvalMetrics,
+    Finished,
+    LogMessage,
+    Paused,
+    PhaseProgress,
+    Resumed,
+    RunStarted,
+    StepMetrics,
+)
 
 BAR_WIDTH = 24
 
@@ -25,7 +35,7 @@ BAR_WIDTH = 24
 def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     _quiet_libraries()
-    from ..engine.trainer import train
+    from distill_gui.engine.trainer import train
 
     control = Control()
     printer = ProgressPrinter(sys.stderr, config_path=args.config)

@@ -8,8 +8,8 @@
 - ``state.json``: step, data position (micro-batches used), epoch, elapsed time, the config used.
 
 A checkpoint is written to ``.step-N.tmp`` and renamed when complete, so a process killed while
-saving leaves only a temp folder that is ignored and cleaned up later. ``state.json`` is written
-last inside the temp folder: a folder without it is never used.
+saving leaves only a temp folder that is ignored and cleaned up later. Which checkpoints count (and
+which is the latest) is decided in one place: ``distill_gui/runfolder.py``.
 """
 
 from __future__ import annotations
@@ -17,40 +17,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import TrainingError
-from ..paths import write_text_atomic
-
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "state.json"
-TRAINER_STATE = "trainer_state.pt"
-_STEP_DIR = re.compile(r"^step-(\d+)$")
-
-
-def checkpoints_dir(run_dir: str | os.PathLike) -> Path:
-    return Path(run_dir) / CHECKPOINTS
-
-
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """Complete checkpoints as (step, folder), oldest first."""
-    folder = checkpoints_dir(run_dir)
-    if not folder.is_dir():
-        return []
-    found = []
-    for child in folder.iterdir():
-        match = _STEP_DIR.match(child.name)
-        if match and (child / STATE_FILE).is_file() and (child / TRAINER_STATE).is_file():
-            found.append((int(match.group(1)), child))
-    return sorted(found)
-
-
-def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
+from distill_gui.errors import TrainingError
+from distill_gui.paths import write_text_atomic
+from distill_gui.runfolder import CHECKPOINT_STATE, TRAINER_STATE, RunFolder, checkpoint_name
 
 
 def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model, optimizer, scheduler, scaler,
@@ -62,9 +35,9 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model, optimizer, 
     """
     import torch
 
-    folder = checkpoints_dir(run_dir)
-    final = folder / f"step-{step}"
-    tmp = folder / f".step-{step}.tmp"
+    folder = RunFolder(run_dir).checkpoints
+    final = folder / checkpoint_name(step)
+    tmp = folder / f".{checkpoint_name(step)}.tmp"
     try:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -75,7 +48,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model, optimizer, 
             "scaler": scaler.state_dict() if scaler is not None else None,
             "rng": rng_state(),
         }, tmp / TRAINER_STATE)
-        _write_json(tmp / STATE_FILE, {**state, "step": step})
+        _write_json(tmp / CHECKPOINT_STATE, {**state, "step": step})
         if final.exists():  # the same step saved again (a stop right after a scheduled save)
             old = folder / f".step-{step}.old"
             shutil.rmtree(old, ignore_errors=True)
@@ -92,9 +65,9 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model, optimizer, 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
     """Delete all but the newest ``keep`` checkpoints, and leftovers of interrupted saves."""
-    for _, path in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+    for _, path in RunFolder(run_dir).complete_checkpoints()[:-keep] if keep > 0 else []:
         shutil.rmtree(path, ignore_errors=True)
-    folder = checkpoints_dir(run_dir)
+    folder = RunFolder(run_dir).checkpoints
     if folder.is_dir():
         for child in folder.iterdir():
             if child.name.startswith(".step-"):
@@ -103,7 +76,7 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
 
 def read_state(checkpoint: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's ``state.json``."""
-    path = Path(checkpoint) / STATE_FILE
+    path = Path(checkpoint) / CHECKPOINT_STATE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

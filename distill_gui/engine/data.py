@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import DataError
-from .events import EventCallback, PhaseProgress, ignore_events
+from distill_gui.errors import DataError
+from distill_gui.events import EventCallback, PhaseProgress, ignore_events
 
 IGNORE = -100
 ROLES = ("system", "user", "assistant", "tool", "developer")

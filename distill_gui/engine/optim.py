@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .device import require_bitsandbytes
+from distill_gui.engine.device import require_bitsandbytes
 
 
 def lr_factor(step: int, *, warmup: int, total: int, kind: str) -> float:

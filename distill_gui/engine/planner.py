@@ -30,9 +30,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..config import RunConfig
-from .device import DTYPE_BYTES, available_memory, choose, resolve_device
-from .models import ModelInfo, inspect_model
+from distill_gui.config import RunConfig
+from distill_gui.engine.device import DTYPE_BYTES, available_memory, choose, resolve_device
+from distill_gui.engine.models import ModelInfo, inspect_model
 
 GB = 1e9
 LOSS_BUFFERS = 6                     # chunk x V float32 buffers alive at once inside the loss
@@ -268,7 +268,7 @@ def _student_activation_bytes(info: ModelInfo, cfg: RunConfig, kind: str, act_by
 
 
 def _loss_bytes(cfg: RunConfig, vocab: int, tokens: int, hidden: int) -> int:
-    from .losses import auto_chunk_tokens
+    from distill_gui.engine.losses import auto_chunk_tokens
 
     chunk = min(tokens, cfg.distill.chunk_tokens or auto_chunk_tokens(vocab))
     return LOSS_BUFFERS * chunk * vocab * 4 + 2 * tokens * hidden * 4

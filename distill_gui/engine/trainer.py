@@ -24,34 +24,50 @@ import random
 import shutil
 import time
 import traceback
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import RunConfig
-from ..errors import ConfigError, DistillError, ModelError, TrainingError
-from ..paths import write_text_atomic
-from . import checkpoint as ckpt
-from . import liger
-from . import models as M
-from . import teacher_phase
-from .data import BatchStream, Example, collate, load_datasets, read_data
-from .device import (choose, device_description, memory_in_use, release_cached_memory,
-                     resolve_device)
-from .evaluate import json_safe, parameter_count
-from .events import (CheckpointSaved, Control, EvalMetrics, EventCallback, Failed, Finished, LogMessage, Paused,
-                     PhaseProgress, Resumed, RunStarted, StepMetrics, ignore_events)
-from .losses import LossResult, LossSpec, distill_loss, release_workspace
-from .optim import build_optimizer, build_scheduler
-from .teacher_cache import PhaseStopped
-
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.toml"
-FINAL_DIR = "final"
-DERIVED_DIR = "student-init"
+from distill_gui import runfolder
+from distill_gui.config import RunConfig
+from distill_gui.engine import checkpoint as ckpt
+from distill_gui.engine import models as M
+from distill_gui.engine.data import BatchStream, Datasets, Example, collate, load_datasets, read_data
+from distill_gui.engine.device import choose, device_description, memory_in_use, release_cached_memory, resolve_device
+from distill_gui.engine.losses import LossResult, LossSpec, distill_loss, liger, release_workspace
+from distill_gui.engine.models import parameter_count
+from distill_gui.engine.models.forward import final_hidden
+from distill_gui.engine.optim import build_optimizer, build_scheduler
+from distill_gui.engine.teacher import phase as teacher_phase
+from distill_gui.engine.teacher.source import (
+    LiveTeacher,
+    NoTeacher,
+    Teacher,
+    TeacherTargets,
+    open_teacher,
+    shared_vocab,
+)
+from distill_gui.errors import ConfigError, DistillError, TrainingError
+from distill_gui.events import (
+    CheckpointSaved,
+    Control,
+    EvalMetrics,
+    EventCallback,
+    Failed,
+    Finished,
+    LogMessage,
+    Paused,
+    PhaseProgress,
+    PhaseStopped,
+    Resumed,
+    RunStarted,
+    StepMetrics,
+    ignore_events,
+)
+from distill_gui.paths import json_safe, write_text_atomic
+from distill_gui.runfolder import RunFolder
 
 
 @dataclass
@@ -104,81 +120,41 @@ def train(cfg: RunConfig, on_event: EventCallback = ignore_events, control: Cont
 # ---- one micro-batch --------------------------------------------------------------------------
 
 
-def compute_batch_loss(student, teacher, batch: dict[str, torch.Tensor], spec: LossSpec, *,
-                       vocab_size: int | None, num_tokens: int | None,
-                       teacher_topk: tuple[torch.Tensor, torch.Tensor] | None = None) -> LossResult:
-    """Student forward, teacher forward under no_grad, and the distillation loss of one micro-batch.
+def student_loss(student, targets: TeacherTargets, batch: dict[str, torch.Tensor], spec: LossSpec, *,
+                 vocab_size: int | None, num_tokens: int | None) -> LossResult:
+    """Student forward and the distillation loss of one micro-batch against the teacher's targets.
 
     Args:
         student: The student causal LM (possibly wrapped by peft).
-        teacher: The teacher causal LM, or None for ``loss = "ce"``.
+        targets: What ``Teacher.targets`` gave for this batch (empty for ``loss = "ce"``).
         batch: ``input_ids``, ``attention_mask``, ``labels``: (B, L) tensors on the models' device;
             ``labels`` already shifted (position i predicts labels[i]).
         spec: The loss settings.
         vocab_size: Shared real vocabulary V (None: the models' common width).
         num_tokens: Counted tokens of the whole optimizer step (the divisor of the mean).
-        teacher_topk: Cached teacher (ids (B * L, k), logprobs (B * L, k)) used instead of ``teacher``.
 
     Returns:
         The LossResult; ``loss`` is differentiable w.r.t. the student.
     """
-    ids, mask = batch["input_ids"], batch["attention_mask"]
     labels = batch["labels"].reshape(-1)
-    s_hidden, s_head = final_hidden(student, ids, mask)
-    t_hidden = t_head = None
-    if teacher is not None and teacher_topk is None and spec.loss != "ce":
-        with torch.no_grad():
-            t_hidden, t_head = final_hidden(teacher, ids, mask)
-    return distill_loss(s_hidden, s_head, labels, spec, teacher_hidden=t_hidden, teacher_head=t_head,
-                        teacher_topk=teacher_topk if spec.loss != "ce" else None, vocab_size=vocab_size,
-                        num_tokens=num_tokens)
+    s_hidden, s_head = final_hidden(student, batch["input_ids"], batch["attention_mask"])
+    kd = spec.loss != "ce"
+    return distill_loss(s_hidden, s_head, labels, spec, teacher_hidden=targets.hidden if kd else None,
+                        teacher_head=targets.head if kd else None, teacher_topk=targets.topk if kd else None,
+                        vocab_size=vocab_size, num_tokens=num_tokens)
 
 
-def final_hidden(model, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
-    """(N, H) final hidden states and the LM head, or (N, V) logits and None.
-
-    The hidden-state path lets the loss project chunk by chunk; it is used when the model's logits are
-    exactly ``head(hidden)`` (checked once per model: no soft-capping or logit scaling).
-    """
-    lm = M.unwrap(model)
-    if uses_hidden_path(model):
-        backbone = getattr(lm, lm.base_model_prefix)
-        hidden = backbone(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
-        return hidden.reshape(-1, hidden.shape[-1]), lm.get_output_embeddings()
-    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-    return logits.reshape(-1, logits.shape[-1]), None
-
-
-_HEAD_CHECKS: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
-
-
-def uses_hidden_path(model) -> bool:
-    """True when ``head(backbone(x))`` reproduces the model's logits (checked once per model, on 4 tokens)."""
-    if model not in _HEAD_CHECKS:
-        _HEAD_CHECKS[model] = _check_hidden_path(model)
-    return _HEAD_CHECKS[model]
-
-
-def _check_hidden_path(model) -> bool:
-    lm = M.unwrap(model)
-    head = lm.get_output_embeddings()
-    backbone = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
-    if not isinstance(head, torch.nn.Linear) or backbone is None or backbone is lm:
-        return False
-    device = head.weight.device
-    ids = torch.tensor([[1, 2, 3, 4]], device=device) % max(1, head.out_features)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits = model(input_ids=ids, use_cache=False).logits.float()
-            hidden = backbone(input_ids=ids, use_cache=False).last_hidden_state
-            projected = head(hidden).float()
-    except Exception:  # an unusual model: the plain logits path always works
-        return False
-    finally:
-        model.train(was_training)
-    return projected.shape == logits.shape and torch.allclose(projected, logits, rtol=1e-3, atol=1e-3)
+def compute_batch_loss(student, teacher, batch: dict[str, torch.Tensor], spec: LossSpec, *,
+                       vocab_size: int | None, num_tokens: int | None,
+                       teacher_topk: tuple[torch.Tensor, torch.Tensor] | None = None) -> LossResult:
+    """:func:`student_loss` with a bare teacher model (or cached ``teacher_topk``), for tests and benchmarks."""
+    if teacher_topk is not None:
+        targets = TeacherTargets(topk=teacher_topk)
+    elif teacher is not None and spec.loss != "ce":
+        targets = LiveTeacher(teacher, None, quantized=False).targets(batch, split="train", indices=[])
+    else:
+        targets = TeacherTargets()
+    return student_loss(student, targets, batch, spec, vocab_size=vocab_size, num_tokens=num_tokens)
 
 
 # ---- the session ------------------------------------------------------------------------------
@@ -191,8 +167,8 @@ class _Session:
         self.cfg, self.on_event, self.control, self.resume = cfg, on_event, control, resume
         self.run_dir = cfg.run_dir()
         self.spec = LossSpec.from_config(cfg.distill)
-        self.teacher = self.student = self.tokenizer = None
-        self.cache: teacher_phase.CachedTeacher | None = None  # the teacher's top-k from disk
+        self.student = self.tokenizer = None
+        self.teacher: Teacher = NoTeacher()
         self.answers = self.datasets = None
         self.step = self.micro = 0
         self.elapsed_before = 0.0
@@ -227,7 +203,7 @@ class _Session:
         self._open_metrics(checkpoint)
         self.emit(RunStarted(
             run_dir=str(self.run_dir), config=cfg.to_dict(), device=device_description(self.choice.device),
-            precision=self.choice.precision, teacher_params=parameter_count(self.teacher),
+            precision=self.choice.precision, teacher_params=parameter_count(self.teacher.model),
             student_params=parameter_count(self.student),
             trainable_params=parameter_count(self.student, trainable=True),
             total_steps=self.total_steps, start_step=self.step))
@@ -238,24 +214,24 @@ class _Session:
     def _say_loss_kernel(self) -> None:
         """Where Liger-Kernel could compute the divergence (engine/liger.py), say whether it does."""
         covered = (self.cfg.distill.loss in liger.COVERED and not self.cfg.distill.top_k
-                   and self.teacher is not None and self.cache is None)
+                   and self.teacher.kind == "live")
         if covered and (self.choice.kind == "cuda" or liger.mode() == "on"):
             self.emit(LogMessage(liger.verdict(torch.device(self.choice.device))[1]))
 
     def _prepare_run_dir(self) -> Path | None:
         """Create the run folder; on resume return the checkpoint to continue from."""
         run_dir = self.run_dir
-        checkpoint = ckpt.latest_checkpoint(run_dir) if self.resume else None
+        checkpoint = RunFolder(run_dir).latest_checkpoint() if self.resume else None
         if self.resume and checkpoint is None:
             self.emit(LogMessage(f"No checkpoint in {run_dir}: starting the run from the beginning.", "warning"))
-        if not self.resume and (ckpt.list_checkpoints(run_dir) or (run_dir / FINAL_DIR).exists()):
+        if not self.resume and RunFolder(run_dir).holds_run():
             raise ConfigError(f"The run folder {run_dir} already holds a run. Continue it with --resume (or "
                               f"'Resume run' in the app), or choose another name.")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             if checkpoint is not None:
                 self._warn_config_changes(ckpt.read_state(checkpoint).get("config", {}))
-            self.cfg.save(run_dir / CONFIG_FILE)
+            self.cfg.save(run_dir / runfolder.CONFIG)
         except OSError as exc:
             raise ConfigError(f"Cannot create the run folder {run_dir} ({exc.strerror or exc}). Choose another "
                               f"output_dir.") from None
@@ -276,11 +252,12 @@ class _Session:
         student_folder = self._student_folder()
         self.tokenizer = M.load_tokenizer(student_folder, trust_remote_code=cfg.student.trust_remote_code,
                                           ref=cfg.student.model)
-        self.vocab_size = None
-        if teacher_phase.uses_cache(cfg):
-            self._prepare_cache()  # the teacher runs (if at all) and is freed before the student loads
-        elif self.spec.loss != "ce":
-            self.teacher = self._load_teacher()
+        # A cached teacher runs (if at all) and is freed before the student loads.
+        self.teacher = open_teacher(cfg, self.run_dir, tokenizer=self.tokenizer, loss=self.spec.loss,
+                                    answers=self.answers, load_datasets=self._datasets, choice=choice,
+                                    autocast=self._autocast, on_event=self.emit, control=self.control)
+        if not self.teacher.present and self.spec.loss != "ce":
+            self.spec = dataclasses.replace(self.spec, loss="ce")
         self.emit(PhaseProgress("load", 0, 1, "", f"loading the student {cfg.student.model}"))
         lora = cfg.student.lora_rank > 0
         source = checkpoint if checkpoint is not None and not lora else student_folder
@@ -289,7 +266,7 @@ class _Session:
         student.config.use_cache = False
         self.final_dtype = M.published_dtype(student_folder)
         rows_s = student.get_input_embeddings().weight.shape[0]
-        self.vocab_size = self._check_vocab(rows_s)
+        self.vocab_size = shared_vocab(cfg, self.teacher, self.tokenizer, rows_s, self.emit)
         if cfg.train.gradient_checkpointing:
             _enable_checkpointing(student)
         if lora:
@@ -301,63 +278,18 @@ class _Session:
     def _student_folder(self) -> Path:
         cfg = self.cfg
         if cfg.student.model == "teacher":
-            return M.derive_student(cfg.teacher.model, cfg.student.keep_layers, self.run_dir / DERIVED_DIR,
+            return M.derive_student(cfg.teacher.model, cfg.student.keep_layers, self.run_dir / runfolder.DERIVED,
                                     trust_remote_code=cfg.teacher.trust_remote_code, on_event=self.emit)
         return M.resolve_model(cfg.student.model, trust_remote_code=cfg.student.trust_remote_code,
                                on_event=self.emit, role="student")
 
-    def _load_teacher(self):
-        cfg, choice = self.cfg, self.choice
-        folder = M.resolve_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code,
-                                 on_event=self.emit, role="teacher")
-        self.teacher_tokenizer = M.load_tokenizer(folder, trust_remote_code=cfg.teacher.trust_remote_code,
-                                                  ref=cfg.teacher.model)
-        self.emit(PhaseProgress("load", 0, 1, "", f"loading the teacher {cfg.teacher.model}"))
-        teacher = M.load_model(folder, dtype=choice.teacher_dtype, device=choice.device, load_in=cfg.teacher.load_in,
-                               trust_remote_code=cfg.teacher.trust_remote_code, ref=cfg.teacher.model, role="teacher")
-        teacher.eval()
-        teacher.requires_grad_(False)
-        return teacher
-
-    def _prepare_cache(self) -> None:
-        """Tokenize the data now and open (or build) the teacher's top-k cache; see teacher_phase."""
-        cfg = self.cfg
-        self.datasets = load_datasets(cfg.data, self.tokenizer, seed=cfg.train.seed, on_event=self.emit,
-                                      rows=self.rows)
-        self.cache = teacher_phase.prepare_cache(
-            cfg, self.run_dir, tokenizer=self.tokenizer, datasets=self.datasets, answers=self.answers,
-            device=self.choice.device, teacher_dtype=self.choice.teacher_dtype, precision=self.choice.precision,
-            autocast=self._autocast, on_event=self.emit, control=self.control)
-        if self.cache is None:  # an Ollama teacher whose tokens do not line up: its answers, learned with CE
-            self.spec = dataclasses.replace(self.spec, loss="ce")
-
-    @property
-    def has_teacher(self) -> bool:
-        return self.teacher is not None or self.cache is not None
-
-    def _teacher_topk(self, split: str, indices: list[int], batch: dict[str, torch.Tensor]):
-        """The cached teacher's rows for a batch (None without a cache)."""
-        if self.cache is None:
-            return None
-        cache = self.cache.train if split == "train" else self.cache.eval
-        return cache.batch_topk(indices, batch["labels"], self.choice.device)
-
-    def _check_vocab(self, student_rows: int) -> int | None:
-        """The shared vocabulary V passed to the loss (None when both widths already equal it)."""
-        size = len(self.tokenizer)
-        if self.teacher is None:
-            return size if student_rows > size else None
-        teacher_rows = self.teacher.get_output_embeddings().weight.shape[0] \
-            if self.teacher.get_output_embeddings() is not None else self.teacher.config.vocab_size
-        verdict = M.check_tokenizer_pair(self.cfg.teacher.model, self.cfg.student.model,
-                                         teacher_tokenizer=self.teacher_tokenizer, student_tokenizer=self.tokenizer,
-                                         teacher_rows=teacher_rows, student_rows=student_rows)
-        if not verdict.compatible:
-            raise ModelError(verdict.message)
-        if teacher_rows != size or student_rows != size:
-            self.emit(LogMessage(verdict.message))
-            return verdict.shared_vocab
-        return None
+    def _datasets(self) -> Datasets:
+        """The tokenized data (loaded once: a cached teacher needs it before the student loads)."""
+        if self.datasets is None:
+            cfg = self.cfg
+            self.datasets = load_datasets(cfg.data, self.tokenizer, seed=cfg.train.seed, on_event=self.emit,
+                                          rows=self.rows)
+        return self.datasets
 
     def _wrap_lora(self, student, checkpoint: Path | None):
         if checkpoint is None:
@@ -368,8 +300,7 @@ class _Session:
 
     def _load_data(self) -> None:
         cfg = self.cfg
-        data = self.datasets or load_datasets(cfg.data, self.tokenizer, seed=cfg.train.seed, on_event=self.emit,
-                                              rows=self.rows)
+        data = self._datasets()
         self.data_notes = data.notes
         self.eval_examples = data.eval
         self.stream = BatchStream(data.train, cfg.train.batch_size, cfg.train.seed, self.tokenizer.pad_token_id)
@@ -394,7 +325,7 @@ class _Session:
 
     def _open_metrics(self, checkpoint: Path | None) -> None:
         """Open metrics.jsonl; on resume drop lines logged after the checkpoint (they will be redone)."""
-        path = self.run_dir / METRICS_FILE
+        path = self.run_dir / runfolder.METRICS
         kept = []
         if checkpoint is not None and path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
@@ -436,10 +367,10 @@ class _Session:
         num_tokens = sum(int((b["labels"] != -100).sum()) for b in batches)
         totals = torch.zeros(4, dtype=torch.float64)  # loss, kd, ce, agree
         for k, batch in zip(micro, batches):
-            topk = self._teacher_topk("train", self.stream.indices(k), batch)
+            targets = self._targets(batch, "train", self.stream.indices(k))
             with self._autocast():
-                result = compute_batch_loss(self.student, self.teacher, batch, self.spec,
-                                            vocab_size=self.vocab_size, num_tokens=num_tokens, teacher_topk=topk)
+                result = student_loss(self.student, targets, batch, self.spec, vocab_size=self.vocab_size,
+                                      num_tokens=num_tokens)
             loss = result.loss if self.scaler is None else self.scaler.scale(result.loss)
             loss.backward()
             totals += torch.stack([result.loss.detach().double().cpu(), result.kd.double().cpu(),
@@ -453,6 +384,11 @@ class _Session:
         self.micro += cfg.grad_accum
         real_tokens = sum(int(b["attention_mask"].sum()) for b in batches)
         self.window.add(totals, num_tokens, real_tokens, grad_norm, lr)
+
+    def _targets(self, batch: dict[str, torch.Tensor], split: str, indices: list[int]) -> TeacherTargets:
+        """The teacher's targets for a micro-batch, computed under the run's autocast."""
+        with self._autocast():
+            return self.teacher.targets(batch, split=split, indices=indices)
 
     def _clip_and_step(self) -> float:
         params = [p for p in self.student.parameters() if p.requires_grad]
@@ -483,9 +419,9 @@ class _Session:
         session_steps = self.step - self.session_start_step
         session_time = time.monotonic() - self.session_start
         per_step = session_time / max(1, session_steps)
-        agreement = w.agree / w.counted if w.counted and self.has_teacher else float("nan")
+        agreement = w.agree / w.counted if w.counted and self.teacher.present else float("nan")
         self.emit(StepMetrics(
-            step=self.step, total_steps=self.total_steps, loss=w.mean(0), kd=w.mean(1) if self.has_teacher else 0.0,
+            step=self.step, total_steps=self.total_steps, loss=w.mean(0), kd=w.mean(1) if self.teacher.present else 0.0,
             ce=w.mean(2), lr=w.lr, grad_norm=w.grad_norm / max(1, w.steps),
             tokens_per_s=w.real_tokens / max(1e-9, time.monotonic() - w.started), agreement=agreement,
             memory_bytes=memory_in_use(self.choice.device), elapsed_s=self.elapsed(),
@@ -507,19 +443,18 @@ class _Session:
             with torch.no_grad():
                 for first, batch in zip(range(0, len(examples), size), batches):
                     batch = self._to_device(batch)
-                    topk = self._teacher_topk("eval", list(range(first, first + len(batch["labels"]))), batch)
+                    targets = self._targets(batch, "eval", list(range(first, first + len(batch["labels"]))))
                     with self._autocast():
-                        result = compute_batch_loss(self.student, self.teacher, batch, self.spec,
-                                                    vocab_size=self.vocab_size, num_tokens=num_tokens,
-                                                    teacher_topk=topk)
+                        result = student_loss(self.student, targets, batch, self.spec, vocab_size=self.vocab_size,
+                                              num_tokens=num_tokens)
                     totals += torch.stack([result.loss.double().cpu(), result.kd.double().cpu(),
                                            result.ce.double().cpu(), result.agree.double().cpu()])
         finally:
             self.student.train()
         loss, kd, ce, agree = (float(v) for v in totals)
-        metrics = EvalMetrics(step=self.step, loss=loss, kd=kd if self.has_teacher else 0.0, ce=ce,
+        metrics = EvalMetrics(step=self.step, loss=loss, kd=kd if self.teacher.present else 0.0, ce=ce,
                               perplexity=math.exp(min(ce, 700.0)),
-                              agreement=agree / num_tokens if self.has_teacher and num_tokens else float("nan"))
+                              agreement=agree / num_tokens if self.teacher.present and num_tokens else float("nan"))
         self.last_eval = metrics
         self.emit(metrics)
         return metrics
@@ -544,10 +479,8 @@ class _Session:
         return stop
 
     def _move_to(self, device: str) -> None:
-        quantized_teacher = self.cfg.teacher.load_in != "full"  # bitsandbytes weights cannot leave the GPU
-        for model in (self.student, None if quantized_teacher else self.teacher):
-            if model is not None:
-                model.to(device)
+        self.student.to(device)
+        self.teacher.move_to(device)
         for state in self.optimizer.state.values():
             for key, value in state.items():
                 if isinstance(value, torch.Tensor):
@@ -591,14 +524,14 @@ class _Session:
 
     def _write_report(self) -> None:
         """report.md from a fresh evaluation (engine.report); a failure here never fails the finished run."""
-        from .report import report_after_training
+        from distill_gui.engine.evaluation.report import report_after_training
 
         self.optimizer = self.student = None  # training is over: their memory goes to the evaluation
         release_cached_memory(self.choice.device)
         train_rows, eval_rows = self.rows if self.rows is not None else ([], [])
         held_out = bool(self.eval_examples)
         try:
-            report_after_training(self.run_dir, self.cfg, teacher=self.teacher,
+            report_after_training(self.run_dir, self.cfg, teacher=self.teacher.model,
                                   examples=self.eval_examples if held_out else self.stream.examples,
                                   rows=eval_rows if held_out else train_rows, held_out=held_out, on_event=self.emit)
         except Exception as exc:  # noqa: BLE001 - the model is saved; the report can be written again later
@@ -608,10 +541,10 @@ class _Session:
 
     def _save_final(self) -> Path:
         """final/: the student (LoRA merged) in its original dtype, with tokenizer and chat template."""
-        from .tiny import save_tokenizer
+        from distill_gui.workflows.tiny import save_tokenizer
 
-        final = self.run_dir / FINAL_DIR
-        tmp = self.run_dir / f".{FINAL_DIR}.tmp"
+        final = self.run_dir / runfolder.FINAL
+        tmp = self.run_dir / f".{runfolder.FINAL}.tmp"
         self.emit(PhaseProgress("save", 0, 1, "", f"saving the student to {final}"))
         shutil.rmtree(tmp, ignore_errors=True)
         try:
@@ -624,7 +557,7 @@ class _Session:
             os.replace(tmp, final)
         except OSError as exc:
             raise TrainingError(f"Cannot write the final model to {final} ({exc.strerror or exc}). The last "
-                                f"checkpoint is in {self.run_dir / ckpt.CHECKPOINTS}.") from None
+                                f"checkpoint is in {self.run_dir / runfolder.CHECKPOINTS}.") from None
         self.emit(PhaseProgress("save", 1, 1, "", f"student saved to {final}"))
         return final
 

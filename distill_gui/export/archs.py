@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExportInputError
+from distill_gui.errors import ExportInputError
 
 
 @dataclass(frozen=True)

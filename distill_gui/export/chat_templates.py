@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import gotemplate
+from distill_gui.export import gotemplate
 
 # Probe conversations: (messages, whether they carry a system message)
 _SYS = "You are a careful assistant."

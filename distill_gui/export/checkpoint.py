@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExportInputError
+from distill_gui.errors import ExportInputError
 
 # safetensors dtype -> numpy dtype of the stored bytes. BF16 has no numpy type: read as uint16.
 _STORED_DTYPES = {

@@ -26,12 +26,19 @@ from typing import Callable
 
 import numpy as np
 
-from ..engine.events import PhaseProgress
-from ..errors import ExportError, ExportInputError
-from .archs import (ArchSpec, HParams, arch_for, llama3_rope_factors, map_tensor_names, permute_for_pair_rope,
-                    read_hparams)
-from .checkpoint import Checkpoint, TensorRef
-from .vocab import GGUFVocab, load_vocab
+from distill_gui.errors import ExportError, ExportInputError
+from distill_gui.events import PhaseProgress
+from distill_gui.export.archs import (
+    ArchSpec,
+    HParams,
+    arch_for,
+    llama3_rope_factors,
+    map_tensor_names,
+    permute_for_pair_rope,
+    read_hparams,
+)
+from distill_gui.export.checkpoint import Checkpoint, TensorRef
+from distill_gui.export.vocab import GGUFVocab, load_vocab
 
 GGUF_TYPE_NAMES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1")
 _CHUNK_BYTES = 16 * 1024 * 1024      # source bytes converted per block

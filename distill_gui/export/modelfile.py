@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportInputError
-from .checkpoint import read_json
-from .chat_templates import derive_template
-from .vocab import load_vocab
+from distill_gui.errors import ExportInputError
+from distill_gui.export.chat_templates import derive_template
+from distill_gui.export.checkpoint import read_json
+from distill_gui.export.vocab import load_vocab
 
 DEFAULT_NUM_CTX = 4096
 

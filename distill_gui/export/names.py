@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ExportInputError
+from distill_gui.errors import ExportInputError
 
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")

@@ -1,9 +1,9 @@
-"""One export, as the CLI and the GUI run it: check -> GGUF -> Modelfile -> (register -> probe).
+"""One export: check -> GGUF -> Modelfile, as the CLI, the Export page and the demo run it.
 
-Every input problem (unknown architecture, missing tokenizer, bad name or type, unwritable folder)
-is found before anything is written. Files are written to temporary names and renamed when
-complete. Registering is the last step: when Ollama is down or refuses the model, the files stay
-and the result says how to register them later with ``ollama create``.
+Every input problem (unknown architecture, missing tokenizer, bad name or type, a Modelfile text that
+cannot be sent, an unwritable folder) is found before anything is written. Files are written to
+temporary names and renamed when complete. Registering the result into Ollama is the next step of the
+publish workflow (``workflows/publish.py``), which is the one place that joins export/ and ollama/.
 """
 
 from __future__ import annotations
@@ -12,41 +12,43 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from ..engine.events import PhaseProgress
-from ..errors import DistillError, ExportError, ExportInputError
-from ..paths import write_text_atomic
-from .gguf_file import GGUF_TYPE_NAMES, GGUFExportInfo, plan_export, write_gguf
-from .modelfile import ModelfileSpec, build_modelfile
-from .names import default_model_name, gguf_file_name, validate_ollama_name
+from distill_gui.errors import ExportError, ExportInputError
+from distill_gui.events import PhaseProgress
+from distill_gui.export.gguf_file import GGUF_TYPE_NAMES, GGUFExportInfo, plan_export, write_gguf
+from distill_gui.export.modelfile import ModelfileSpec, build_modelfile
+from distill_gui.export.modelfile_parse import parse_modelfile, with_from
+from distill_gui.export.names import default_model_name, gguf_file_name, validate_ollama_name
+from distill_gui.paths import write_text_atomic
 
 OLLAMA_QUANTIZE_TYPES = ("q4_K_M", "q4_K_S", "q8_0")
 QUANTIZABLE_SOURCES = ("f16", "bf16")   # Ollama reads general.file_type 0 (F32) as unknown and refuses it
+MODELFILE = "Modelfile"
 
 ProgressCallback = Callable[[PhaseProgress], None]
 
 
 @dataclass
 class ExportResult:
-    """What an export produced, and what registering did."""
+    """What an export wrote.
+
+    Attributes:
+        modelfile: The generated Modelfile's parts (family, stops, parameters), also when the written
+            text is the user's edit of it (``modelfile_text``).
+    """
 
     name: str
     gguf_path: Path
     modelfile_path: Path
     gguf: GGUFExportInfo
     modelfile: ModelfileSpec
-    registered: bool = False
-    register_result: Any = None            # distill_gui.ollama.RegisterResult
-    probe: Any = None                      # distill_gui.ollama.ChatStats of the probe chat
-    register_error: str | None = None      # why registering failed (files are written regardless)
-    register_hint: str = ""                # the command that registers the files by hand
+    modelfile_text: str
     warnings: list[str] = field(default_factory=list)
 
-    @property
-    def ok(self) -> bool:
-        """Files written, and registered with a probe that stopped by itself when asked to register."""
-        return self.register_error is None
+    def register_hint(self, quantize: str | None = None) -> str:
+        """The command that registers these files by hand."""
+        return f"ollama create {self.name} -f {self.modelfile_path}" + (f" --quantize {quantize}" if quantize else "")
 
 
 def check_quantize(quantize: str | None, gguf_type: str) -> str | None:
@@ -79,23 +81,24 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
 
 def export_model(model_dir: str | Path, out_dir: str | Path, *, gguf_type: str = "f16", name: str | None = None,
                  system: str | None = None, num_ctx: int | None = None, pre_tokenizer: str | None = None,
-                 register: bool = False, quantize: str | None = None, ollama_host: str | None = None,
+                 modelfile_text: str | None = None, quantize: str | None = None,
                  on_progress: ProgressCallback | None = None) -> ExportResult:
-    """Export ``model_dir`` to ``out_dir/<name>.gguf`` + ``out_dir/Modelfile``; optionally register it.
+    """Export ``model_dir`` to ``out_dir/<name>.gguf`` + ``out_dir/Modelfile``.
 
     Args:
         model_dir: HF folder of the student (e.g. a run's ``final/``).
         out_dir: Output folder (created if missing).
         gguf_type: f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1.
         name: Ollama model name (also names the file); default from the folder.
-        system: SYSTEM prompt for the Modelfile (default: the chat template's own, if any).
-        num_ctx: Context window for the Modelfile (default min(4096, trained context)).
+        system: SYSTEM prompt for the generated Modelfile (default: the chat template's own, if any).
+        num_ctx: Context window for the generated Modelfile (default min(4096, trained context)).
         pre_tokenizer: llama.cpp pre-tokenizer name when it cannot be detected.
-        register: Register into Ollama, verify with show, and run a probe chat.
-        quantize: Ask Ollama to quantize on create (q4_K_M, q4_K_S, q8_0); needs f16/bf16.
-        ollama_host: Ollama URL (default: settings, then OLLAMA_HOST, then 127.0.0.1:11434).
-        on_progress: Receives PhaseProgress events: phase "export" (bytes) then "register-<stage>".
-            An exception raised from it cancels: while writing, no partial file is left.
+        modelfile_text: The Modelfile to write instead of the generated one (the Export page's edited
+            text); its FROM is pointed at the GGUF, and it must parse (errors name the line).
+        quantize: Checked only (Ollama quantizes on create): a type that cannot work fails here,
+            before anything is written.
+        on_progress: Receives PhaseProgress events of phase "export" (bytes). An exception raised from
+            it cancels: no partial file is left.
 
     Raises:
         ExportInputError: The request is wrong (exit 2); nothing was written.
@@ -104,24 +107,16 @@ def export_model(model_dir: str | Path, out_dir: str | Path, *, gguf_type: str =
     if gguf_type not in GGUF_TYPE_NAMES:
         raise ExportInputError(f"GGUF type {gguf_type!r} is not supported; choose one of {', '.join(GGUF_TYPE_NAMES)}.")
     name = validate_ollama_name(name) if name else default_model_name(model_dir)
-    quantize = check_quantize(quantize, gguf_type)
-    if register:   # the client's own name rules too, before anything is written
-        from ..ollama import check_model_name
-
-        check_model_name(name)
-    plan = plan_export(model_dir, gguf_type, pre_tokenizer=pre_tokenizer)
-    out = prepare_out_dir(out_dir)
+    check_quantize(quantize, gguf_type)
     gguf_name = gguf_file_name(name)
+    plan = plan_export(model_dir, gguf_type, pre_tokenizer=pre_tokenizer)
     spec = build_modelfile(model_dir, gguf_name, system=system, num_ctx=num_ctx)
+    text = spec.text if modelfile_text is None else with_from(modelfile_text, gguf_name)
+    parse_modelfile(text)
+    out = prepare_out_dir(out_dir)
     info = write_gguf(plan, out / gguf_name, on_progress=on_progress, model_name=name)
-    modelfile_path = out / "Modelfile"
-    write_modelfile(modelfile_path, spec.text)
-    result = ExportResult(name, out / gguf_name, modelfile_path, info, spec,
-                          register_hint=_register_hint(name, modelfile_path, quantize),
-                          warnings=info.warnings + spec.warnings)
-    if register:
-        _register(result, quantize, ollama_host, on_progress)
-    return result
+    modelfile_path = write_modelfile(out / MODELFILE, text)
+    return ExportResult(name, info.path, modelfile_path, info, spec, text, warnings=info.warnings + spec.warnings)
 
 
 def write_modelfile(path: Path, text: str) -> Path:
@@ -131,43 +126,3 @@ def write_modelfile(path: Path, text: str) -> Path:
     except OSError as exc:
         raise ExportError(f"writing {path} failed: {exc.strerror or exc}. Check the folder's permissions and "
                           f"free space.") from None
-
-
-def _register_hint(name: str, modelfile: Path, quantize: str | None) -> str:
-    return f"ollama create {name} -f {modelfile}" + (f" --quantize {quantize}" if quantize else "")
-
-
-def _register(result: ExportResult, quantize: str | None, host: str | None,
-              on_progress: ProgressCallback | None) -> None:
-    """Register, verify and probe; failures are recorded in the result (the files are already written)."""
-    from ..ollama import OllamaClient
-
-    def report(progress) -> None:
-        if on_progress is not None:
-            on_progress(PhaseProgress(f"register-{progress.stage}", progress.completed or 0, progress.total,
-                                      "B" if progress.total else "", progress.message))
-
-    try:
-        with OllamaClient(host) as client:
-            if not client.is_running():
-                result.register_error = (f"Ollama is not running at {client.host}. The files are written; start "
-                                         f"Ollama and register them with: {result.register_hint}")
-                return
-            spec = result.modelfile
-            result.register_result = client.register_model(
-                result.name, {result.gguf_path.name: result.gguf_path}, template=spec.template, system=spec.system,
-                parameters=spec.parameters, quantize=quantize, on_progress=report)
-            result.warnings += list(result.register_result.warnings)
-            if on_progress is not None:
-                on_progress(PhaseProgress("register-probe", 0, None, "", f"probe chat with {result.name}"))
-            result.probe = client.probe_chat(result.name)
-    except DistillError as exc:
-        result.register_error = (f"registering {result.name} failed: {exc.message} The files are written; "
-                                 f"register them later with: {result.register_hint}")
-        return
-    if result.probe.done_reason != "stop":
-        result.register_error = (f"{result.name} is registered, but its probe chat did not stop by itself "
-                                 f"(done_reason {result.probe.done_reason!r}): the chat template or stop strings "
-                                 f"do not fit the model. Check the TEMPLATE in {result.modelfile_path}.")
-        return
-    result.registered = True

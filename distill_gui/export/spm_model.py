@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import ExportInputError
+from distill_gui.errors import ExportInputError
 
 # SentencePiece piece types; the numbers are also GGUF's TokenType values.
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportInputError
-from .checkpoint import read_json
-from .pretokenizer import check_pre_name, detect_pre_tokenizer
-from .spm_model import CONTROL, NORMAL, UNUSED, USER_DEFINED, read_spm_model
+from distill_gui.errors import ExportInputError
+from distill_gui.export.checkpoint import read_json
+from distill_gui.export.pretokenizer import check_pre_name, detect_pre_tokenizer
+from distill_gui.export.spm_model import CONTROL, NORMAL, UNUSED, USER_DEFINED, read_spm_model
 
 # End-of-turn tokens of the common chat formats, most specific first.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")

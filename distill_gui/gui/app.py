@@ -12,13 +12,13 @@ import sys
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
 
-from ..paths import user_data_dir
-from ..settings import load_settings
-from . import theme
-from .crash import CrashHandler, setup_logging
-from .main_window import MainWindow
-from .teardown import release_widgets
-from .icons import app_icon
+from distill_gui.gui import theme
+from distill_gui.gui.crash import CrashHandler, setup_logging
+from distill_gui.gui.icons import app_icon
+from distill_gui.gui.main_window import MainWindow
+from distill_gui.gui.teardown import release_widgets
+from distill_gui.paths import user_data_dir
+from distill_gui.settings import load_settings
 
 APP_NAME = "distill-gui"
 

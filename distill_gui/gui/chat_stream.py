@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from PySide6.QtCore import QObject, Signal
 
-from ..errors import DistillError
+from distill_gui.errors import DistillError
 
 log = logging.getLogger("distill_gui.gui")
 
@@ -65,7 +65,7 @@ class PaneStream(QObject):
         return self._thread.is_alive()
 
     def _run(self) -> None:
-        from ..ollama import ChatStats, OllamaClient, OllamaError
+        from distill_gui.ollama import ChatStats, OllamaClient, OllamaError
 
         try:
             with OllamaClient(self.host) as client:
@@ -119,7 +119,7 @@ class PaneStream(QObject):
 
 def _loaded(client: Any, model: str, error_type: type) -> Any:
     """This model's /api/ps entry; None when ps fails or the model already unloaded."""
-    from ..chatlog import canonical_model
+    from distill_gui.chatlog import canonical_model
 
     try:
         loaded = client.ps()

@@ -13,8 +13,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from ..config import RunConfig, config_from_dict
-from ..errors import ConfigError
+from distill_gui.config import RunConfig, config_from_dict
+from distill_gui.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

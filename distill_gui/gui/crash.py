@@ -20,8 +20,8 @@ from types import TracebackType
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
-from ..errors import DistillError, UserInputError
-from ..paths import log_dir
+from distill_gui.errors import DistillError, UserInputError
+from distill_gui.paths import log_dir
 
 LOG_NAME = "distill-gui.log"
 log = logging.getLogger("distill_gui.gui")

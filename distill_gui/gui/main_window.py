@@ -10,18 +10,28 @@ from __future__ import annotations
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow,
-                               QMessageBox, QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
-from .. import __version__
-from ..errors import ConfigError
-from .config_store import ConfigStore
-from .crash import log_file
-from .pages.runs_page import RunsPage
-from .pages.train_page import TrainPage
-from .teardown import clear_plot_scenes
-from .workers import TaskRunner
-from .icons import app_icon
+from distill_gui import __version__
+from distill_gui.errors import ConfigError
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.crash import log_file
+from distill_gui.gui.icons import app_icon
+from distill_gui.gui.pages.runs_page import RunsPage
+from distill_gui.gui.pages.train_page import TrainPage
+from distill_gui.gui.teardown import clear_plot_scenes
+from distill_gui.gui.workers import TaskRunner
 
 PAGE_NAMES = ("Models", "Data", "Train", "Export", "Chat", "Runs", "Settings")
 SHORTCUTS_HELP = """<table>
@@ -157,15 +167,15 @@ class MainWindow(QMainWindow):
     def _make_page(self, name: str) -> QWidget:
         # Imports here, not at the top: a page's module loads when the page is first needed.
         if name == "Models":
-            from .pages.models_page import ModelsPage
+            from distill_gui.gui.pages.models_page import ModelsPage
 
             return ModelsPage(self.store)
         if name == "Data":
-            from .pages.data_page import DataPage
+            from distill_gui.gui.pages.data_page import DataPage
 
             return DataPage(self.store)
         if name == "Export":
-            from .pages.export_page import ExportPage
+            from distill_gui.gui.pages.export_page import ExportPage
 
             page = ExportPage()
             # Export -> Chat: a freshly registered student goes into pane B; "Chat with it" opens the page.
@@ -174,13 +184,13 @@ class MainWindow(QMainWindow):
             page.status_text.connect(lambda text: self.statusBar().showMessage(text, 8000))
             return page
         if name == "Chat":
-            from .pages.chat_page import ChatPage
+            from distill_gui.gui.pages.chat_page import ChatPage
 
             page = ChatPage(self.store)
             page.status_text.connect(lambda text: self.statusBar().showMessage(text, 8000))
             return page
         if name == "Settings":
-            from .pages.settings_page import SettingsPage
+            from distill_gui.gui.pages.settings_page import SettingsPage
 
             page = SettingsPage()
             page.theme_changed.connect(self.theme_requested)

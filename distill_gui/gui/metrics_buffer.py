@@ -10,7 +10,7 @@ import math
 from dataclasses import MISSING, fields
 from typing import Any, Iterable
 
-from ..engine.events import EvalMetrics, StepMetrics
+from distill_gui.events import EvalMetrics, StepMetrics
 
 # series name -> (event kind, attribute)
 STEP_SERIES = {

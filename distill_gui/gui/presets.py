@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import RunConfig
+from distill_gui.config import RunConfig
 
 
 @dataclass(frozen=True)

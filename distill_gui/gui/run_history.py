@@ -13,7 +13,6 @@ the run ended, ``final/``. Its status is read from what is there:
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -25,10 +24,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from ..paths import read_jsonl_objects
+from distill_gui import runfolder
+from distill_gui.paths import read_jsonl_objects
+from distill_gui.runfolder import RunFolder, has_final_model
 
 SPARK_POINTS = 60
-CHECKPOINT = re.compile(r"^step-(\d+)$")
 
 
 @dataclass
@@ -105,7 +105,8 @@ def downsample(values: list[float], points: int = SPARK_POINTS) -> list[float]:
 
 def read_run(path: Path, *, active: str | None = None) -> RunSummary | None:
     """Summarise one run folder; None when ``path`` is no run folder (no config.toml)."""
-    config_file = path / "config.toml"
+    folder = RunFolder(path)
+    config_file = folder.config
     if not config_file.is_file():
         return None
     try:
@@ -117,14 +118,11 @@ def read_run(path: Path, *, active: str | None = None) -> RunSummary | None:
     summary.student = str(config.get("student", {}).get("model", ""))
     summary.loss_name = str(config.get("distill", {}).get("loss", ""))
     summary.total_steps = int(config.get("train", {}).get("max_steps", 0) or 0)
-    ckpt_dir = path / "checkpoints"
-    if ckpt_dir.is_dir():
-        summary.checkpoints = sorted(int(m.group(1)) for p in ckpt_dir.iterdir()
-                                     if p.is_dir() and (m := CHECKPOINT.match(p.name)))
-    summary.has_final = (path / "final" / "config.json").is_file()
-    summary.has_report = (path / "report.md").is_file()
+    summary.checkpoints = [step for step, _ in folder.complete_checkpoints()]
+    summary.has_final = has_final_model(path)
+    summary.has_report = (path / runfolder.REPORT_MD).is_file()
     losses: list[float] = []
-    for record in read_records(path / "metrics.jsonl"):
+    for record in read_records(folder.metrics):
         kind = _kind(record)
         if "step" in record and isinstance(record["step"], int):
             summary.last_step = max(summary.last_step, record["step"])
@@ -140,7 +138,7 @@ def read_run(path: Path, *, active: str | None = None) -> RunSummary | None:
             summary.perplexity = _finite(record.get("perplexity"))
             summary.agreement = _finite(record.get("agreement"))
     summary.loss_series = downsample(losses)
-    summary.modified = max((p.stat().st_mtime for p in (config_file, path / "metrics.jsonl") if p.exists()),
+    summary.modified = max((p.stat().st_mtime for p in (config_file, folder.metrics) if p.exists()),
                            default=0.0)
     # finish() always checkpoints the last step, so the newest checkpoint says how far a run got.
     summary.last_step = max([summary.last_step, *summary.checkpoints])
@@ -165,6 +163,6 @@ def scan_runs(runs_dir: Path, *, active: str | None = None) -> list[RunSummary]:
 def delete_run(path: Path, runs_dir: Path) -> None:
     """Delete a run folder; refuses anything that is not a run folder inside ``runs_dir``."""
     path, runs_dir = path.resolve(), runs_dir.resolve()
-    if path.parent != runs_dir or not (path / "config.toml").is_file():
+    if path.parent != runs_dir or not RunFolder(path).config.is_file():
         raise ValueError(f"{path} is not a run folder inside {runs_dir}; nothing was deleted.")
     shutil.rmtree(path)

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import RunConfig, resolve_paths, validate
-from ..engine.events import EventCallback
+from distill_gui.config import RunConfig, resolve_paths, validate
+from distill_gui.events import EventCallback
 
 
 def inspect(ref: str, *, trust_remote_code: bool = False, on_event: EventCallback | None = None):
     """``engine.models.inspect_model`` (architecture, sizes, vocabulary, chat template)."""
-    from ..engine.models import inspect_model
+    from distill_gui.engine.models import inspect_model
 
     return inspect_model(ref, trust_remote_code=trust_remote_code, on_event=on_event)
 
 
 def tokenizer_verdict(teacher_ref: str, student_ref: str, *, trust_remote_code: bool = False):
     """``engine.models.check_tokenizer_pair``; a student derived from the teacher shares its tokenizer."""
-    from ..engine.models import check_tokenizer_pair
+    from distill_gui.engine.models import check_tokenizer_pair
 
     if student_ref == "teacher":
         student_ref = teacher_ref
@@ -30,7 +30,7 @@ def tokenizer_verdict(teacher_ref: str, student_ref: str, *, trust_remote_code: 
 
 def cached_models() -> list:
     """``engine.models.list_cached_models`` (models already in the local HF cache)."""
-    from ..engine.models import list_cached_models
+    from distill_gui.engine.models import list_cached_models
 
     return list_cached_models()
 
@@ -40,8 +40,8 @@ def plan(cfg: RunConfig, teacher_info: Any = None, student_info: Any = None) -> 
 
     The Models page passes the ModelInfo it already has, so planning never inspects twice.
     """
-    from ..engine.models import ModelInfo
-    from ..engine.planner import plan_memory
+    from distill_gui.engine.models import ModelInfo
+    from distill_gui.engine.planner import plan_memory
 
     cfg = cfg.copy()
     resolve_paths(cfg)
@@ -55,8 +55,8 @@ def preview(cfg: RunConfig, *, limit: int = 20) -> Any:
 
     A student derived from the teacher uses the teacher's tokenizer (it is the teacher's).
     """
-    from ..engine.data import preview_data
-    from ..engine.models import load_tokenizer, resolve_model
+    from distill_gui.engine.data import preview_data
+    from distill_gui.engine.models import load_tokenizer, resolve_model
 
     cfg = cfg.copy()
     resolve_paths(cfg)

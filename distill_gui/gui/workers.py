@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from ..config import RunConfig
-from ..engine.events import Control, Failed
-from ..errors import DistillError
-from .crash import ErrorInfo
+from distill_gui.config import RunConfig
+from distill_gui.errors import DistillError
+from distill_gui.events import Control, Failed
+from distill_gui.gui.crash import ErrorInfo
 
 log = logging.getLogger("distill_gui.gui")
 _import_lock = threading.Lock()
@@ -34,8 +34,7 @@ def preload_heavy_modules() -> None:
     """
     with _import_lock:
         import torch  # noqa: F401
-        from transformers import (AutoConfig, AutoModelForCausalLM, AutoTokenizer,  # noqa: F401
-                                  PreTrainedTokenizerFast)
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
 
 
 def leave_a_core_for_the_ui() -> int:
@@ -80,7 +79,7 @@ class TrainWorker(QThread):
         try:
             preload_heavy_modules()
             leave_a_core_for_the_ui()
-            from ..engine.trainer import train
+            from distill_gui.engine.trainer import train
 
             self.result = train(self.cfg, on_event=self._on_event, control=self.control, resume=self.resume)
         except DistillError as exc:

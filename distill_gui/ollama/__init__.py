@@ -2,20 +2,20 @@
 
 ::
 
-    from distill_gui.ollama import OllamaClient
+    from distill_gui.ollama import OllamaClient, register_model
 
     with OllamaClient() as client:               # host: argument, settings, OLLAMA_HOST, default
         for model in client.list_models():
             print(model.name, model.parameter_size)
         stats = client.chat("qwen2.5:0.5b", [{"role": "user", "content": "Hi"}]).collect()
-        result = client.register_model("student:latest", {"student.gguf": gguf_path},
-                                       template=go_template, parameters={"stop": ["<|im_end|>"]})
+        result = register_model(client, "student:latest", {"student.gguf": gguf_path},
+                                template=go_template, parameters={"stop": ["<|im_end|>"]})
 """
 
 from __future__ import annotations
 
-from .client import OllamaClient
-from .errors import (
+from distill_gui.ollama.client import OllamaClient
+from distill_gui.ollama.errors import (
     ModelNotFound,
     OllamaError,
     OllamaInputError,
@@ -25,9 +25,9 @@ from .errors import (
     OllamaUnavailable,
     RegisterError,
 )
-from .register import check_model_name
-from .stream import ChatStream
-from .types import (
+from distill_gui.ollama.register import check_model_name, register_model
+from distill_gui.ollama.stream import ChatStream
+from distill_gui.ollama.types import (
     ChatChunk,
     ChatStats,
     LoadedModel,
@@ -58,4 +58,5 @@ __all__ = [
     "RegisterResult",
     "TokenLogprob",
     "check_model_name",
+    "register_model",
 ]

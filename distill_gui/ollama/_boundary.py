@@ -22,7 +22,7 @@ import httpx
 import ollama
 import pydantic
 
-from .errors import (
+from distill_gui.ollama.errors import (
     ModelNotFound,
     OllamaError,
     OllamaInputError,

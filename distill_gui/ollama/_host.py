@@ -29,7 +29,7 @@ def resolve_host(host: str | None = None) -> str:
 
 def _settings_host() -> str:
     # Imported here: settings touches the user data folder, which only matters when no host is given.
-    from ..settings import load_settings
+    from distill_gui.settings import load_settings
 
     return load_settings().ollama_host
 

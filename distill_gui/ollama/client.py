@@ -19,18 +19,17 @@ Timeouts are explicit (the ``ollama`` package has none by default):
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import httpx
 import ollama
 
-from .. import __version__
-from ._boundary import status_error, stream_error_line, translate
-from ._host import is_loopback, resolve_host
-from .errors import OllamaError, OllamaInputError
-from .stream import ChatStream, StreamPart
-from .types import ChatStats, LoadedModel, ModelEntry, ModelInfo, RegisterProgress, RegisterResult, TokenLogprob
+from distill_gui import __version__
+from distill_gui.ollama._boundary import status_error, stream_error_line, translate
+from distill_gui.ollama._host import is_loopback, resolve_host
+from distill_gui.ollama.errors import BlobDigestMismatch, OllamaError, OllamaInputError
+from distill_gui.ollama.stream import ChatStream, StreamPart
+from distill_gui.ollama.types import ChatStats, LoadedModel, ModelEntry, ModelInfo, TokenLogprob
 
 _METRIC_KEYS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration",
                 "eval_count", "eval_duration")
@@ -204,31 +203,40 @@ class OllamaClient:
             return False
         raise status_error(response.status_code, _error_text(response), self.host, "checking for an uploaded file")
 
-    def register_model(self, name: str, files: Mapping[str, str | Path], *, template: str | None = None,
-                       system: str | None = None, parameters: Mapping[str, Any] | None = None,
-                       quantize: str | None = None,
-                       on_progress: Callable[[RegisterProgress], None] | None = None) -> RegisterResult:
-        """Upload files as blobs (only missing ones), create the model, and check what landed.
-
-        Args:
-            name: ``[namespace/]name[:tag]``; an existing model of that name is replaced.
-            files: Relative forward-slash name -> local path, e.g. ``{"student.gguf": Path(...)}``;
-                a ``*.gguf`` key makes a GGUF import, ``*.safetensors`` keys a conversion.
-            template: A Go template (TEMPLATE); None keeps the GGUF's own chat template.
-            system: Default system prompt.
-            parameters: e.g. ``{"stop": ["<|im_end|>"], "num_ctx": 4096, "temperature": 0.7}``.
-            quantize: ``q4_K_M``, ``q4_K_S``, ``q8_0``... (the source must be F16/BF16/F32).
-            on_progress: Called with :class:`RegisterProgress` while hashing, uploading and creating;
-                an exception raised from it aborts the registration.
+    def push_blob(self, digest: str, pieces: Iterable[bytes], size: int, *, what: str) -> None:
+        """``POST /api/blobs/<digest>`` with ``size`` bytes from ``pieces`` (an iterator, read once).
 
         Raises:
-            OllamaInputError: Bad name, bad file key or a missing file (nothing was sent).
-            RegisterError: Create failed, or the read-back template / parameters differ from what was sent.
+            BlobDigestMismatch: the bytes sent do not hash to ``digest`` (the file changed meanwhile).
+            OllamaError: any other failure, naming ``what`` was being sent.
         """
-        from .register import register_model
+        action = f"uploading {what}"
+        with translate(self.host, action, timeout=self.stream_timeout):
+            # An explicit Content-Length: httpx would otherwise send a generator chunked.
+            response = self._http.post(f"/api/blobs/{digest}", content=pieces,
+                                       headers={"Content-Length": str(size)}, timeout=self._slow)
+        if response.status_code in (200, 201):
+            return
+        message = _error_text(response)
+        if response.status_code == 400 and "digest mismatch" in message:
+            raise BlobDigestMismatch(f"Ollama at {self.host} received {what} with another digest than announced.",
+                                     host=self.host, details=message)
+        raise status_error(response.status_code, message, self.host, action)
 
-        return register_model(self, name, files, template=template, system=system, parameters=parameters,
-                              quantize=quantize, on_progress=on_progress)
+    def create(self, name: str, files: Mapping[str, str], *, template: str | None = None,
+               system: str | None = None, parameters: Mapping[str, Any] | None = None,
+               quantize: str | None = None) -> Iterator[tuple[str, int | None, int | None]]:
+        """``POST /api/create`` with ``files`` (key -> ``sha256:<hex>`` of an uploaded blob), streamed.
+
+        Yields (status, completed, total) per progress line. Connection failures and error lines raise
+        the client's errors (an error line from the server: :class:`OllamaStreamError` with its message).
+        """
+        with translate(self.host, "creating the model", model=name, timeout=self.stream_timeout):
+            lines = self._ollama_stream.create(
+                model=name, files=dict(files), template=template, system=system,
+                parameters=dict(parameters) if parameters else None, quantize=quantize or None, stream=True)
+            for line in lines:
+                yield line.status or "", line.completed, line.total
 
     # -- plumbing ----------------------------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
-from .client import OllamaClient
-from .errors import OllamaError
-from .types import ChatChunk, ChatStats, LoadedModel
+from distill_gui.ollama.client import OllamaClient
+from distill_gui.ollama.errors import OllamaError
+from distill_gui.ollama.types import ChatChunk, ChatStats, LoadedModel
 
 
 @dataclass(frozen=True)

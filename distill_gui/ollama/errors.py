@@ -23,7 +23,7 @@ Hierarchy::
 
 from __future__ import annotations
 
-from ..errors import EXIT_USER_ERROR, DistillError, UserInputError
+from distill_gui.errors import EXIT_USER_ERROR, DistillError, UserInputError
 
 
 class OllamaError(DistillError):
@@ -87,3 +87,7 @@ class OllamaInputError(OllamaError, UserInputError):
     """The request is wrong before it is sent (bad model name, bad file key, missing file). Exit 2."""
 
     exit_code = EXIT_USER_ERROR
+
+
+class BlobDigestMismatch(OllamaError):
+    """The server hashed an uploaded blob to another digest than the one in its URL."""

@@ -18,14 +18,11 @@ import hashlib
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
-from ._boundary import status_error, translate
-from .errors import OllamaInputError, OllamaStreamError, RegisterError
-from .types import ModelInfo, RegisterProgress, RegisterResult
-
-if TYPE_CHECKING:
-    from .client import OllamaClient
+from distill_gui.ollama.client import OllamaClient
+from distill_gui.ollama.errors import BlobDigestMismatch, OllamaInputError, OllamaStreamError, RegisterError
+from distill_gui.ollama.types import ModelInfo, RegisterProgress, RegisterResult
 
 CHUNK_BYTES = 1 << 20  # 1 MiB: progress granularity, and how much of a file sits in memory at once
 
@@ -56,7 +53,23 @@ def register_model(client: OllamaClient, name: str, files: Mapping[str, str | Pa
                    template: str | None = None, system: str | None = None,
                    parameters: Mapping[str, Any] | None = None, quantize: str | None = None,
                    on_progress: ProgressFn | None = None) -> RegisterResult:
-    """See :meth:`OllamaClient.register_model`."""
+    """Upload files as blobs (only missing ones), create the model, and check what landed.
+
+    Args:
+        name: ``[namespace/]name[:tag]``; an existing model of that name is replaced.
+        files: Relative forward-slash name -> local path, e.g. ``{"student.gguf": Path(...)}``;
+            a ``*.gguf`` key makes a GGUF import, ``*.safetensors`` keys a conversion.
+        template: A Go template (TEMPLATE); None keeps the GGUF's own chat template.
+        system: Default system prompt.
+        parameters: e.g. ``{"stop": ["<|im_end|>"], "num_ctx": 4096, "temperature": 0.7}``.
+        quantize: ``q4_K_M``, ``q4_K_S``, ``q8_0``... (the source must be F16/BF16/F32).
+        on_progress: Called with :class:`RegisterProgress` while hashing, uploading and creating;
+            an exception raised from it aborts the registration.
+
+    Raises:
+        OllamaInputError: Bad name, bad file key or a missing file (nothing was sent).
+        RegisterError: Create failed, or the read-back template / parameters differ from what was sent.
+    """
     report = on_progress or (lambda progress: None)
     paths = _checked_files(name, files, client.host)
     parameters = {key: value for key, value in (parameters or {}).items() if value is not None} or None
@@ -125,19 +138,13 @@ def upload_blob(client: OllamaClient, key: str, path: Path, digest: str, report:
                 report(RegisterProgress("upload", f"uploading {key}", key, sent, total))
 
     report(RegisterProgress("upload", f"uploading {key}", key, 0, total))
-    action = f"uploading {path.name}"
-    with translate(client.host, action, timeout=client.stream_timeout):
-        # An explicit Content-Length: httpx would otherwise send a generator chunked.
-        response = client._http.post(f"/api/blobs/{digest}", content=pieces(),
-                                     headers={"Content-Length": str(total)}, timeout=client._slow)
-    if response.status_code in (200, 201):
-        return True
-    message = _response_error(response)
-    if response.status_code == 400 and "digest mismatch" in message:
+    try:
+        client.push_blob(digest, pieces(), total, what=path.name)
+    except BlobDigestMismatch as exc:
         raise RegisterError(
             f"{path} changed while it was being uploaded to Ollama at {client.host} (digest mismatch). Make "
-            f"sure nothing writes to it, then register again.", host=client.host, details=message)
-    raise status_error(response.status_code, message, client.host, action)
+            f"sure nothing writes to it, then register again.", host=client.host, details=exc.details) from None
+    return True
 
 
 def create_model(client: OllamaClient, name: str, digests: Mapping[str, str], *, template: str | None,
@@ -147,14 +154,10 @@ def create_model(client: OllamaClient, name: str, digests: Mapping[str, str], *,
     statuses: list[str] = []
     report(RegisterProgress("create", f"creating {name}"))
     try:
-        with translate(client.host, "creating the model", model=name, timeout=client.stream_timeout):
-            progress_lines = client._ollama_stream.create(
-                model=name, files=dict(digests), template=template, system=system,
-                parameters=dict(parameters) if parameters else None, quantize=quantize or None, stream=True)
-            for line in progress_lines:
-                status = line.status or ""
-                statuses.append(status)
-                report(RegisterProgress("create", status, None, line.completed, line.total))
+        for status, completed, total in client.create(name, digests, template=template, system=system,
+                                                      parameters=parameters, quantize=quantize):
+            statuses.append(status)
+            report(RegisterProgress("create", status, None, completed, total))
     except OllamaStreamError as exc:
         if exc.server_message is None:  # the connection broke: that message already says what to do
             raise
@@ -243,11 +246,3 @@ def _warnings(statuses: list[str], template: str | None) -> list[str]:
             warnings.append(f"Ollama {status[len('using '):]} for the GGUF's chat template; check that its stop "
                             f"tokens match the ones the model was trained with.")
     return warnings
-
-
-def _response_error(response: Any) -> str:
-    try:
-        data = response.json()
-        return str(data.get("error") or response.text)
-    except ValueError:
-        return response.text

@@ -22,9 +22,9 @@ import time
 from collections import deque
 from typing import Any, Callable, Iterator, NamedTuple
 
-from ._boundary import convert
-from .errors import OllamaStreamError
-from .types import NS, ChatChunk, ChatStats, TokenLogprob
+from distill_gui.ollama._boundary import convert
+from distill_gui.ollama.errors import OllamaStreamError
+from distill_gui.ollama.types import NS, ChatChunk, ChatStats, TokenLogprob
 
 _END = object()
 

@@ -39,8 +39,8 @@ def toy(tmp_path_factory) -> Toy:
     import torch
 
     from distill_gui.config import load_config
-    from distill_gui.engine.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
     from distill_gui.engine.trainer import train
+    from distill_gui.workflows.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
 
     from .helpers import heldout_perplexity
 

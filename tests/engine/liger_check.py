@@ -16,9 +16,8 @@ import sys
 
 import torch
 
-from distill_gui.engine import liger
-from distill_gui.engine.losses import LossSpec, distill_loss
-from distill_gui.engine.losses_reference import reference_losses
+from distill_gui.engine.losses import LossSpec, distill_loss, liger
+from distill_gui.engine.losses.reference import reference_losses
 
 CASES = [("forward_kl", 0.5, 2.0), ("reverse_kl", 0.5, 2.0), ("jsd", 0.3, 1.0), ("jsd", 0.7, 2.0)]
 

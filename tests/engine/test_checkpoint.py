@@ -12,6 +12,7 @@ import torch
 
 from distill_gui.engine import checkpoint as ckpt
 from distill_gui.engine.optim import build_scheduler, lr_factor
+from distill_gui.runfolder import RunFolder
 
 
 def test_rng_states_round_trip():
@@ -41,13 +42,13 @@ def _save(run_dir, step, keep=5):
 def test_only_complete_checkpoints_count_and_old_ones_are_pruned(tmp_path):
     for step in (2, 4, 6):
         _save(tmp_path, step, keep=2)
-    assert [s for s, _ in ckpt.list_checkpoints(tmp_path)] == [4, 6]
+    assert [s for s, _ in RunFolder(tmp_path).complete_checkpoints()] == [4, 6]
     broken = tmp_path / "checkpoints" / "step-8"  # killed before state.json was written
     broken.mkdir()
     (broken / "trainer_state.pt").write_bytes(b"x")
     (tmp_path / "checkpoints" / ".step-10.tmp").mkdir()
-    assert ckpt.latest_checkpoint(tmp_path).name == "step-6"
-    assert ckpt.read_state(ckpt.latest_checkpoint(tmp_path))["micro_batches"] == 12
+    assert RunFolder(tmp_path).latest_checkpoint().name == "step-6"
+    assert ckpt.read_state(RunFolder(tmp_path).latest_checkpoint())["micro_batches"] == 12
     _save(tmp_path, 6, keep=2)  # the same step again replaces it
     assert not (tmp_path / "checkpoints" / ".step-10.tmp").exists()
 

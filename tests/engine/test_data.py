@@ -6,8 +6,17 @@ import json
 
 import pytest
 
-from distill_gui.engine.data import (IGNORE, BatchStream, Row, collate, encode_row, preview_data, read_rows,
-                                     split_eval, to_example)
+from distill_gui.engine.data import (
+    IGNORE,
+    BatchStream,
+    Row,
+    collate,
+    encode_row,
+    preview_data,
+    read_rows,
+    split_eval,
+    to_example,
+)
 from distill_gui.errors import DataError, UserInputError
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is red?"},
@@ -24,7 +33,7 @@ def qwen_tok(tiny_pair):
 
 @pytest.fixture(scope="module")
 def llama_tok(tiny_texts):
-    from distill_gui.engine.tiny import train_bpe_tokenizer
+    from distill_gui.workflows.tiny import train_bpe_tokenizer
 
     return train_bpe_tokenizer(tiny_texts[:600], vocab_size=400, style="llama")
 

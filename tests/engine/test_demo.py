@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from distill_gui import cli
-from distill_gui.engine import demo
-from distill_gui.engine import demo_corpus as C
 from distill_gui.errors import UserInputError
+from distill_gui.workflows import demo
+from distill_gui.workflows import demo_corpus as C
 
 
 def test_small_demo_runs_end_to_end_and_the_kd_student_beats_the_ce_control(tmp_path, ollama_server, capsys):

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from distill_gui.engine import evaluate as E
 from distill_gui.engine import models as M
 from distill_gui.engine.data import Row, tokenize_rows
-from distill_gui.engine.tiny import make_tiny_model, save_tokenizer
+from distill_gui.engine.evaluation import evaluate as E
+from distill_gui.paths import json_safe
+from distill_gui.workflows.tiny import make_tiny_model, save_tokenizer
 
 PADDED_ROWS = 5  # embedding rows beyond the tokenizer, as in real model families
 
@@ -160,7 +161,7 @@ def test_sizes_come_from_the_weight_files_and_speed_is_measured(pair):
     teacher = M.load_model(teacher_dir, dtype="float32", device="cpu")
     files = list(teacher_dir.glob("*.safetensors"))
     assert E.weights_bytes(teacher_dir) == sum(f.stat().st_size for f in files) > 0
-    assert E.parameter_count(teacher) == M.count_parameters_from_files(teacher_dir)
+    assert M.parameter_count(teacher) == M.count_parameters_from_files(teacher_dir)
     speed = E.tokens_per_second(teacher, E.prompt_cases(ROWS, tokenizer, limit=1)[0].ids,
                                 pad_id=tokenizer.pad_token_id, new_tokens=8)
     assert math.isfinite(speed) and speed > 0
@@ -171,4 +172,4 @@ def test_stop_ids_merge_the_tokenizer_and_generation_config(pair):
     student = M.load_model(student_dir, dtype="float32", device="cpu")
     student.generation_config.eos_token_id = [tokenizer.eos_token_id, 7]
     assert E.stop_ids(tokenizer, student) == sorted({tokenizer.eos_token_id, 7})
-    assert E.json_safe({"a": [float("nan"), 1.0], "b": float("inf")}) == {"a": [None, 1.0], "b": None}
+    assert json_safe({"a": [float("nan"), 1.0], "b": float("inf")}) == {"a": [None, 1.0], "b": None}

@@ -1,4 +1,4 @@
-"""The example config shipped in resources/examples loads, and its data parses."""
+"""The example config shipped in distill_gui/resources/examples loads, and its data parses."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from distill_gui.config import load_config
 from distill_gui.engine.data import read_rows
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "resources" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "distill_gui" / "resources" / "examples"
 
 
 def test_example_config_and_data_are_valid():

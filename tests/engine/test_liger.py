@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from distill_gui.engine import liger
-from distill_gui.engine.liger import _reference_jsd
+from distill_gui.engine.losses import liger
+from distill_gui.engine.losses.liger import _reference_jsd
 
 CHECK = Path(__file__).with_name("liger_check.py")
 HAVE_LIGER = all(importlib.util.find_spec(name) is not None for name in ("liger_kernel", "triton"))
@@ -112,7 +112,7 @@ def test_liger_kernel_in_the_chunked_loss_matches_the_reference_on_cuda():
 def test_a_run_says_which_kernel_and_trains_on_when_liger_cannot_run(tmp_path, toy, monkeypatch):
     from distill_gui.config import load_config
     from distill_gui.engine import trainer
-    from distill_gui.engine.events import Finished, LogMessage
+    from distill_gui.events import Finished, LogMessage
 
     from .helpers import write_config
 

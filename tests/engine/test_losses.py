@@ -13,7 +13,7 @@ import torch
 
 from distill_gui.config import LOSSES, DistillConfig
 from distill_gui.engine.losses import LossSpec, distill_loss
-from distill_gui.engine.losses_reference import divergence, reference_losses
+from distill_gui.engine.losses.reference import divergence, reference_losses
 
 KD_LOSSES = [name for name in LOSSES if name != "ce"]
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]

@@ -50,7 +50,7 @@ def test_no_tensor_beyond_one_chunk_of_logits(loss, case):
 
 
 def test_cpu_workspace_is_reused_across_calls_and_can_be_released():
-    from distill_gui.engine.fused_loss import release_workspace
+    from distill_gui.engine.losses.fused import release_workspace
 
     g = torch.Generator().manual_seed(1)
     hidden, weight = torch.randn(20, 4, generator=g).requires_grad_(), torch.randn(30, 4, generator=g)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from distill_gui.engine import models as M
+from distill_gui.engine.models import loading
 from distill_gui.errors import ConfigError, ModelError
 from distill_gui.settings import AppSettings, save_settings
 
@@ -206,10 +207,10 @@ def test_an_ollama_reference_is_not_a_hugging_face_model():
 
 def test_download_progress_becomes_phase_events():
     """snapshot_download drives a tqdm class over bytes; ours turns it into PhaseProgress events, silently."""
-    from distill_gui.engine.events import PhaseProgress
+    from distill_gui.events import PhaseProgress
 
     events = []
-    bar = M._progress_class(events.append, "org/model")(total=1000, initial=0, unit="B", unit_scale=True,
+    bar = loading._progress_class(events.append, "org/model")(total=1000, initial=0, unit="B", unit_scale=True,
                                                          desc="Downloading bytes")
     bar.update(400)
     bar.update(600)

@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from distill_gui.config import load_config
-from distill_gui.engine import report as R
-from distill_gui.engine import report_plots as P
 from distill_gui.engine.data import read_data, tokenize_rows
-from distill_gui.engine.events import Finished, LogMessage
-from distill_gui.engine.report_markdown import _block
+from distill_gui.engine.evaluation import report as R
+from distill_gui.engine.evaluation import report_plots as P
+from distill_gui.engine.evaluation.report_markdown import _block
 from distill_gui.engine.trainer import train
+from distill_gui.events import Finished, LogMessage
+from distill_gui.workflows import control as C
 
 from .helpers import write_config, write_jsonl
 from .test_evaluate import reference
@@ -104,7 +105,7 @@ def test_report_numbers_are_measured_from_the_models_not_copied_from_the_logs(fi
 
 
 def test_the_ce_control_is_the_same_config_with_loss_ce_at_equal_steps(finished_run):
-    R.report_run(finished_run, control=True)
+    C.report_run(finished_run, control=True)
     control = load_config(finished_run / R.CONTROL_DIR / "config.toml")
     run = load_config(finished_run / "config.toml")
     assert control.distill.loss == "ce" and control.train.max_steps == 4
@@ -118,7 +119,7 @@ def test_the_ce_control_is_the_same_config_with_loss_ce_at_equal_steps(finished_
     assert "| CE control |" in text and "Against plain fine-tuning at equal steps" in text
     weights = next((finished_run / R.CONTROL_DIR / "final").glob("*.safetensors"))
     stamp = weights.stat().st_mtime_ns
-    R.report_run(finished_run, control=True)  # a finished matching control is reused, not retrained
+    C.report_run(finished_run, control=True)  # a finished matching control is reused, not retrained
     assert weights.stat().st_mtime_ns == stamp
 
 
@@ -151,7 +152,7 @@ def test_a_run_with_report_off_writes_none(tiny_pair, tmp_path):
 
 
 def test_a_stopped_run_ends_without_writing_a_report(tiny_pair, tmp_path):
-    from distill_gui.engine.events import Control, StepMetrics
+    from distill_gui.events import Control, StepMetrics
 
     control = Control()
     result = train(load_config(make_run(tmp_path, tiny_pair, "stopped")), control=control,

@@ -15,11 +15,17 @@ from distill_gui.commands.train import format_finished
 from distill_gui.config import load_config
 from distill_gui.engine import models as M
 from distill_gui.engine import trainer as T
-from distill_gui.engine.events import Control, Finished, LogMessage, PhaseProgress, StepMetrics
-from distill_gui.engine.teacher_answers import (AnswerFile, GenerationSettings, OllamaTeacher, Prompt,
-                                                generate_answers, summarize)
-from distill_gui.engine.teacher_cache import PAD_LOGPROB, TeacherCache
-from distill_gui.engine.teacher_targets import AnswerAligner
+from distill_gui.engine.teacher.answers import (
+    AnswerFile,
+    GenerationSettings,
+    OllamaTeacher,
+    Prompt,
+    generate_answers,
+    summarize,
+)
+from distill_gui.engine.teacher.cache import PAD_LOGPROB, TeacherCache
+from distill_gui.engine.teacher.targets import AnswerAligner
+from distill_gui.events import Control, Finished, LogMessage, PhaseProgress, StepMetrics
 
 from .helpers import toy_sentence, write_config, write_jsonl
 

@@ -13,10 +13,17 @@ from distill_gui.config import load_config
 from distill_gui.engine import models as M
 from distill_gui.engine import trainer as T
 from distill_gui.engine.data import collate, load_datasets
-from distill_gui.engine.events import Control, LogMessage, PhaseProgress, StepMetrics
 from distill_gui.engine.losses import LossSpec
-from distill_gui.engine.teacher_cache import (CacheKey, PhaseStopped, TeacherTopK, examples_hash, model_files_hash,
-                                              open_or_build, tokenizer_hash)
+from distill_gui.engine.teacher.cache import (
+    CacheKey,
+    PhaseStopped,
+    TeacherTopK,
+    examples_hash,
+    model_files_hash,
+    open_or_build,
+    tokenizer_hash,
+)
+from distill_gui.events import Control, LogMessage, PhaseProgress, StepMetrics
 
 from .helpers import write_config
 

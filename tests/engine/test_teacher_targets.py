@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from distill_gui.engine.teacher_answers import Answer, Prompt
-from distill_gui.engine.teacher_targets import AnswerAligner, _answer_tokens, token_bytes_table
-from distill_gui.engine.tiny import sample_text, train_bpe_tokenizer
+from distill_gui.engine.teacher.answers import Answer, Prompt
+from distill_gui.engine.teacher.targets import AnswerAligner, _answer_tokens, token_bytes_table
+from distill_gui.workflows.tiny import sample_text, train_bpe_tokenizer
 
 TEXT = "Hello world! It's café, naïve Grüße 東京 🙂\n  indented\tcode()"
 

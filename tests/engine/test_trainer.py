@@ -10,11 +10,20 @@ import torch
 
 from distill_gui.config import load_config
 from distill_gui.engine import trainer as T
-from distill_gui.engine.events import (CheckpointSaved, Control, EvalMetrics, Failed, Finished, LogMessage,
-                                       RunStarted, StepMetrics)
 from distill_gui.engine.losses import LossSpec
+from distill_gui.engine.models import uses_hidden_path
 from distill_gui.engine.optim import lr_factor
 from distill_gui.errors import ConfigError, DataError, TrainingError
+from distill_gui.events import (
+    CheckpointSaved,
+    Control,
+    EvalMetrics,
+    Failed,
+    Finished,
+    LogMessage,
+    RunStarted,
+    StepMetrics,
+)
 
 from .helpers import load_weights, toy_rows, write_config, write_jsonl
 
@@ -61,7 +70,7 @@ def test_batch_loss_equals_a_float64_reference_from_the_models_logits(toy):
         s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.flatten(0, 1)
         t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.flatten(0, 1)
     loss, kd, ce, agree = _reference_loss(s, t, batch["labels"].flatten(), 2.0, 0.7)
-    assert T.uses_hidden_path(student) and T.uses_hidden_path(teacher)
+    assert uses_hidden_path(student) and uses_hidden_path(teacher)
     assert result.n_tokens == int((batch["labels"] != -100).sum())
     assert float(result.loss.detach()) == pytest.approx(float(loss), rel=1e-5)
     assert float(result.kd) == pytest.approx(float(kd), rel=1e-5)
@@ -79,7 +88,7 @@ def test_soft_capped_logits_fall_back_to_the_logits_path(toy):
     torch.manual_seed(0)
     student, teacher = Gemma2ForCausalLM(config).eval(), Gemma2ForCausalLM(config).eval()
     batch = _chat_batch(tokenizer)
-    assert not T.uses_hidden_path(student)  # head(hidden) != logits: the loss must see the capped logits
+    assert not uses_hidden_path(student)  # head(hidden) != logits: the loss must see the capped logits
     result = T.compute_batch_loss(student, teacher, batch, LossSpec(alpha=0.5), vocab_size=None, num_tokens=None)
     with torch.no_grad():
         s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.flatten(0, 1)
@@ -157,8 +166,7 @@ def test_stop_saves_a_usable_model_and_resume_ends_with_the_uninterrupted_weight
 
 
 def test_pause_waits_saves_and_continues_and_stop_ends_a_pause(tmp_path, toy):
-    from distill_gui.engine import fused_loss
-
+    from distill_gui.engine.losses import fused as fused_loss
     control = Control()
     events = []
     chunk_buffers = {}  # event name -> whether the loss's CPU chunk buffers were held then
@@ -277,7 +285,7 @@ def test_padded_teacher_embedding_is_restricted_to_the_real_vocabulary(tmp_path,
     equal the reference over the shared vocabulary, renormalised there (never zero-padded logits)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from distill_gui.engine.tiny import save_tokenizer
+    from distill_gui.workflows.tiny import save_tokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(toy.teacher))
     vocab = len(tokenizer)

@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def bpe_tokenizers(tiny_texts):
     """{"qwen": tokenizer, "llama": tokenizer}: byte-level BPEs trained once per session."""
-    from distill_gui.engine.tiny import train_bpe_tokenizer
+    from distill_gui.workflows.tiny import train_bpe_tokenizer
 
     return {style: train_bpe_tokenizer(tiny_texts, vocab_size=512, style=style) for style in ("qwen", "llama")}
 
@@ -19,7 +19,7 @@ def model_factory(tmp_path_factory, bpe_tokenizers):
 
     Weights use init_std 0.2 so logits are far from flat and weight errors show up in them.
     """
-    from distill_gui.engine.tiny import make_tiny_model, save_tokenizer
+    from distill_gui.workflows.tiny import make_tiny_model, save_tokenizer
 
     cache = {}
 

@@ -55,7 +55,7 @@ def test_llama_cpp_tokenizes_tricky_text_like_hf(arch, model_factory, tmp_path):
 def test_llama_cpp_reads_a_sentencepiece_export(spm_proto, tmp_path):
     import json
 
-    from distill_gui.engine.tiny import make_tiny_model
+    from distill_gui.workflows.tiny import make_tiny_model
 
     proto, sp = spm_proto
     folder = tmp_path / "spm"

@@ -134,8 +134,8 @@ def test_a_sentencepiece_mistral_student_exports_end_to_end(spm_proto, tmp_path,
 
     import numpy as np
 
-    from distill_gui.engine.tiny import make_tiny_model
     from distill_gui.export import export_model
+    from distill_gui.workflows.tiny import make_tiny_model
     from tests.export.chat_families import MISTRAL_V02
     from tests.export.reference import GGUFModel, hf_logits
 

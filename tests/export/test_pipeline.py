@@ -6,7 +6,7 @@ import pytest
 
 import distill_gui.export as export_api
 from distill_gui.errors import ExportError, ExportInputError
-from distill_gui.export import (estimate_gguf_size, export_gguf, export_model, gguf_file, validate_ollama_name)
+from distill_gui.export import estimate_gguf_size, export_gguf, export_model, gguf_file, validate_ollama_name
 from distill_gui.export.names import default_model_name, gguf_file_name
 
 
@@ -23,8 +23,8 @@ def test_export_model_writes_both_files_and_reports_progress(model_factory, tmp_
     result = export_model(folder, tmp_path / "out", name="tiny-llama", on_progress=events.append)
     assert result.gguf_path == tmp_path / "out" / "tiny-llama.gguf" and result.gguf_path.is_file()
     assert result.modelfile_path.read_text() == result.modelfile.text
-    assert result.modelfile.family == "llama3" and not result.registered and result.ok
-    assert result.register_hint == f"ollama create tiny-llama -f {result.modelfile_path}"
+    assert result.modelfile.family == "llama3" and result.modelfile_text == result.modelfile.text
+    assert result.register_hint() == f"ollama create tiny-llama -f {result.modelfile_path}"
     done = [e.done for e in events]
     assert all(e.phase == "export" and e.unit == "B" for e in events)
     assert done == sorted(done) and done[-1] <= events[-1].total

@@ -59,7 +59,7 @@ def test_digit_splitting_follows_the_detected_pre_tokenizer(tmp_path):
 
     (A Qwen vocabulary has no multi-digit tokens at all, so there the two regexes cannot disagree.)
     """
-    from distill_gui.engine.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
+    from distill_gui.workflows.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
 
     digit_text = [f"{i * 7919 % 100000} and {i * 31 % 1000} items" for i in range(400)]
     for style, pre, wrong in (("llama", "llama-bpe", "qwen2"),):

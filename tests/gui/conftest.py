@@ -58,8 +58,8 @@ def engine_runs(tmp_path_factory, tiny_pair, train_jsonl) -> dict[str, Path]:
     Tests copy them into their own runs folder (``copy_run``), so each test may change them.
     """
     from distill_gui.config import RunConfig
-    from distill_gui.engine.events import Control, StepMetrics
     from distill_gui.engine.trainer import train
+    from distill_gui.events import Control, StepMetrics
 
     out = tmp_path_factory.mktemp("engine_runs")
     runs = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from distill_gui.engine.demo import DemoSize
+from distill_gui.workflows.demo import DemoSize
 
 from .conftest import error_dialogs, wait_until
 

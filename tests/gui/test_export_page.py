@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from distill_gui.chatlog import newest_registered
 from distill_gui.config import default_runs_dir
 from distill_gui.export import default_model_name, estimate_gguf_size
-from distill_gui.gui.formatting import human_bytes
+from distill_gui.formatting import human_bytes
 from distill_gui.gui.pages.export_page import ExportPage
 from distill_gui.settings import AppSettings, save_settings
 
@@ -150,7 +150,7 @@ def test_register_failures_say_what_went_wrong(qtbot, page, tiny_pair, ollama_se
     ollama_server.created_model_defaults = {"endless": True}   # registers, but never stops by itself
     qtbot.mouseClick(page.register_button, Qt.MouseButton.LeftButton)
     wait_done(qtbot, page)
-    assert "is registered, but its probe chat did not stop by itself" in page.result_text.text()
+    assert "is registered in Ollama, but its probe chat did not stop by itself" in page.result_text.text()
     assert page.details_button.isVisible() and not page.chat_button.isVisible()
 
     url = ollama_server.url

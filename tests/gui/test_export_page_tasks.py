@@ -9,10 +9,17 @@ import pytest
 
 from distill_gui.errors import ExportInputError
 from distill_gui.export import build_modelfile
-from distill_gui.gui import export_tasks
-from distill_gui.gui.export_tasks import (CancelFlag, Cancelled, export_files, parse_modelfile, register_files,
-                                          stage_checkpoint, suggest_name, with_from)
+from distill_gui.export.modelfile_parse import parse_modelfile, with_from
+from distill_gui.gui.export_tasks import (
+    CancelFlag,
+    Cancelled,
+    export_files,
+    register_files,
+    stage_checkpoint,
+    suggest_name,
+)
 from distill_gui.ollama import RegisterError
+from distill_gui.runfolder import RunFolder
 
 
 def test_generated_modelfile_parses_back_into_its_parts(tiny_pair):
@@ -57,7 +64,7 @@ def test_version_tag_is_one_above_the_highest_installed():
 
 def test_a_checkpoint_is_staged_with_the_runs_tokenizer(engine_runs, tiny_pair, tmp_path):
     run = shutil.copytree(engine_runs["stopped-run"], tmp_path / "stopped-run")
-    choices = export_tasks.checkpoint_choices(run)
+    choices = RunFolder(run).exportable()
     assert choices[0] == "final" and choices[1:] and all(c.startswith("step-") for c in choices[1:])
     checkpoint = run / "checkpoints" / choices[1]
     assert not (checkpoint / "tokenizer.json").exists()

@@ -9,9 +9,9 @@ import threading
 import pytest
 
 from distill_gui.config import RunConfig, validate
-from distill_gui.engine.events import EvalMetrics, StepMetrics
 from distill_gui.errors import DataError
-from distill_gui.gui.formatting import human_bytes, human_count, human_duration, percent
+from distill_gui.events import EvalMetrics, StepMetrics
+from distill_gui.formatting import human_bytes, human_count, human_duration, percent
 from distill_gui.gui.metrics_buffer import MetricsBuffer, buffer_from_records, event_from_record
 from distill_gui.gui.plot_ranges import MIN_FILL, nice_step, sticky_range
 from distill_gui.gui.presets import PRESETS, apply_preset, matching_preset

@@ -6,7 +6,7 @@ import html
 import json
 import re
 
-from distill_gui.gui.formatting import human_count
+from distill_gui.formatting import human_count
 
 from .conftest import wait_until, write_chat_rows
 

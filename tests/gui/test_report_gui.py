@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QTextDocument
 
-from distill_gui.engine.report import report_run
+from distill_gui.workflows.control import report_run
 
 from .conftest import copy_run, wait_until
 

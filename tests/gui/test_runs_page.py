@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from distill_gui.engine.events import Finished, RunStarted
-from distill_gui.gui.formatting import metric
+from distill_gui.events import Finished, RunStarted
+from distill_gui.formatting import metric
 from distill_gui.gui.run_history import downsample, read_run
 
 from .conftest import copy_run, wait_until

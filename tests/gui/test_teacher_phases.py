@@ -6,7 +6,7 @@ import json
 
 from PySide6.QtCore import Qt
 
-from distill_gui.engine.events import Finished, PhaseProgress
+from distill_gui.events import Finished, PhaseProgress
 
 from .conftest import small_run_values, wait_until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 
-from distill_gui.engine.events import Finished, Paused, Resumed, RunStarted, StepMetrics
+from distill_gui.events import Finished, Paused, Resumed, RunStarted, StepMetrics
 
 from .conftest import error_dialogs, small_run_values, wait_until, write_chat_rows
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from distill_gui.errors import EXIT_USER_ERROR
-from distill_gui.ollama import OllamaClient, OllamaInputError, OllamaUnavailable, RegisterError
+from distill_gui.ollama import OllamaClient, OllamaInputError, OllamaUnavailable, RegisterError, register_model
 
 CHATML_JINJA = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -47,7 +47,7 @@ def test_register_uploads_creates_and_verifies(ollama_server, client, tmp_path):
     model_file = tiny_gguf(tmp_path / "student.gguf")
     progress = []
 
-    result = client.register_model("student:latest", {"student.gguf": model_file}, template=GO_TEMPLATE,
+    result = register_model(client, "student:latest", {"student.gguf": model_file}, template=GO_TEMPLATE,
                                    system="Be brief.", parameters=STOPS, quantize="q4_K_M",
                                    on_progress=progress.append)
 
@@ -74,9 +74,9 @@ def test_register_uploads_creates_and_verifies(ollama_server, client, tmp_path):
 
 def test_a_second_registration_uploads_nothing(ollama_server, client, tmp_path):
     model_file = tiny_gguf(tmp_path / "student.gguf")
-    client.register_model("a", {"student.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
+    register_model(client, "a", {"student.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
 
-    again = client.register_model("b", {"student.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
+    again = register_model(client, "b", {"student.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
 
     assert (again.uploaded, again.skipped, again.bytes_uploaded) == ((), ("student.gguf",), 0)
     assert len(ollama_server.requests_to("/api/blobs", "POST")) == 1
@@ -86,14 +86,14 @@ def test_a_second_registration_uploads_nothing(ollama_server, client, tmp_path):
 
 def test_a_registered_model_chats_and_probes_stop(ollama_server, client, tmp_path):
     model_file = tiny_gguf(tmp_path / "student.gguf")
-    client.register_model("student", {"student.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
+    register_model(client, "student", {"student.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
     stats = client.probe_chat("student")
     assert stats.done_reason == "stop" and "student:latest" in stats.content
 
 
 def test_without_template_the_gguf_chat_template_is_autodetected_with_a_warning(client, tmp_path):
     model_file = tiny_gguf(tmp_path / "student.gguf")
-    result = client.register_model("student", {"student.gguf": model_file})
+    result = register_model(client, "student", {"student.gguf": model_file})
     assert "using autodetected template chatml" in result.statuses
     assert result.info.stop == ["<|im_start|>", "<|im_end|>"]
     assert len(result.warnings) == 1 and "chatml" in result.warnings[0]
@@ -101,14 +101,14 @@ def test_without_template_the_gguf_chat_template_is_autodetected_with_a_warning(
 
 def test_a_gguf_without_any_template_registers_but_fails_the_probe(client, tmp_path):
     model_file = tiny_gguf(tmp_path / "bare.gguf", chat_template=None)
-    client.register_model("bare", {"bare.gguf": model_file})
+    register_model(client, "bare", {"bare.gguf": model_file})
     assert client.probe_chat("bare", max_tokens=32).done_reason == "length"
 
 
 def test_a_template_that_did_not_land_is_a_register_error(ollama_server, client, tmp_path):
     ollama_server.created_model_defaults = {"template": "{{ .Prompt }}"}  # some other Go template
     with pytest.raises(RegisterError) as caught:
-        client.register_model("student", {"m.gguf": tiny_gguf(tmp_path / "m.gguf")}, template=GO_TEMPLATE,
+        register_model(client, "student", {"m.gguf": tiny_gguf(tmp_path / "m.gguf")}, template=GO_TEMPLATE,
                               parameters=STOPS)
     assert "chat template differs" in str(caught.value) and "ollama show student --modelfile" in str(caught.value)
     assert GO_TEMPLATE in caught.value.details
@@ -120,7 +120,7 @@ TOOLS_JINJA = CHATML_JINJA + "{% if tools %}<tools>{{ tools | tojson }}</tools>{
 def test_ollama_preferring_the_ggufs_jinja_template_is_a_warning(ollama_server, client, tmp_path):
     """Ollama >= 0.30 runs a GGUF's tool-capable Jinja template instead of TEMPLATE; show reports it."""
     model_file = tiny_gguf(tmp_path / "m.gguf", chat_template=TOOLS_JINJA)
-    result = client.register_model("student", {"m.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
+    result = register_model(client, "student", {"m.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
     assert result.info.template == TOOLS_JINJA
     assert any("chat template inside the GGUF" in warning for warning in result.warnings)
     assert client.probe_chat("student").done_reason == "stop"
@@ -129,7 +129,7 @@ def test_ollama_preferring_the_ggufs_jinja_template_is_a_warning(ollama_server, 
 def test_before_0_30_the_go_template_wins(ollama_server, client, tmp_path):
     ollama_server.version = "0.12.11"
     model_file = tiny_gguf(tmp_path / "m.gguf", chat_template=TOOLS_JINJA)
-    result = client.register_model("student", {"m.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
+    result = register_model(client, "student", {"m.gguf": model_file}, template=GO_TEMPLATE, parameters=STOPS)
     assert result.info.template == GO_TEMPLATE and result.warnings == ()
 
 
@@ -137,7 +137,7 @@ def test_stop_parameters_that_did_not_land_are_a_register_error(ollama_server, c
     ollama_server.created_model_defaults = {"parameters": {"stop": ["<|im_end|>"], "num_ctx": 4096,
                                                            "temperature": 0.7}}
     with pytest.raises(RegisterError) as caught:
-        client.register_model("student", {"m.gguf": tiny_gguf(tmp_path / "m.gguf")}, template=GO_TEMPLATE,
+        register_model(client, "student", {"m.gguf": tiny_gguf(tmp_path / "m.gguf")}, template=GO_TEMPLATE,
                               parameters=STOPS)
     message = str(caught.value)
     assert "parameter stop" in message and "<|endoftext|>" in message and "num_ctx" not in message
@@ -146,7 +146,7 @@ def test_stop_parameters_that_did_not_land_are_a_register_error(ollama_server, c
 def test_quantizing_an_already_quantized_gguf_fails_with_advice(client, tmp_path):
     q8 = tiny_gguf(tmp_path / "q8.gguf", file_type=7)  # MOSTLY_Q8_0
     with pytest.raises(RegisterError) as caught:
-        client.register_model("student", {"q8.gguf": q8}, quantize="q4_K_M")
+        register_model(client, "student", {"q8.gguf": q8}, quantize="q4_K_M")
     assert "quantization is only supported for F16, BF16 and F32 models" in str(caught.value)
     assert "export F16" in str(caught.value)
 
@@ -155,7 +155,7 @@ def test_a_file_that_is_not_gguf_fails_as_an_error_line(client, tmp_path):
     junk = tmp_path / "model.gguf"
     junk.write_bytes(b"definitely not a gguf file" * 10)
     with pytest.raises(RegisterError) as caught:
-        client.register_model("student", {"model.gguf": junk})
+        register_model(client, "student", {"model.gguf": junk})
     assert "not in GGUF format" in str(caught.value)
 
 
@@ -175,7 +175,7 @@ def test_safetensors_of_an_architecture_ollama_cannot_convert(client, tmp_path):
     files = {"config.json": tmp_path / "config.json",
              "model.safetensors": _safetensors(tmp_path / "model.safetensors", {"w": [4, 4]})}
     with pytest.raises(RegisterError) as caught:
-        client.register_model("qwen3-student", files)
+        register_model(client, "qwen3-student", files)
     assert 'unsupported architecture "Qwen3ForCausalLM"' in str(caught.value)
     assert "register a GGUF file instead" in str(caught.value)
 
@@ -185,7 +185,7 @@ def test_safetensors_of_a_known_architecture_convert(client, tmp_path):
                                                       "max_position_embeddings": 2048, "hidden_size": 8}))
     files = {"config.json": tmp_path / "config.json",
              "model.safetensors": _safetensors(tmp_path / "model.safetensors", {"a": [1000, 1000], "b": [10]})}
-    result = client.register_model("llama-student", files, template=GO_TEMPLATE, parameters=STOPS)
+    result = register_model(client, "llama-student", files, template=GO_TEMPLATE, parameters=STOPS)
     assert result.statuses[0] == "converting model"
     assert (result.info.family, result.info.parameter_size, result.info.quantization_level) == (
         "llama", "1.00M", "F16")
@@ -201,7 +201,7 @@ def test_a_file_changing_during_upload_is_a_digest_mismatch(ollama_server, clien
             model_file.write_bytes(bytes(data))
 
     with pytest.raises(RegisterError) as caught:
-        client.register_model("student", {"student.gguf": model_file}, on_progress=tamper)
+        register_model(client, "student", {"student.gguf": model_file}, on_progress=tamper)
     assert "changed while it was being uploaded" in str(caught.value)
     assert ollama_server.blobs == {} and ollama_server.requests_to("/api/create") == []
 
@@ -216,7 +216,7 @@ def test_an_exception_from_on_progress_aborts_the_upload(ollama_server, client, 
 
     big = tiny_gguf(tmp_path / "s.gguf", rows=80_000)  # 1.3 MB: two upload pieces of 1 MiB
     with pytest.raises(Cancelled):
-        client.register_model("student", {"s.gguf": big}, on_progress=cancel)
+        register_model(client, "student", {"s.gguf": big}, on_progress=cancel)
     assert ollama_server.requests_to("/api/create") == [] and client.list_models() == []
     assert ollama_server.blobs == {}  # the upload stopped half way: nothing stored
 
@@ -233,7 +233,7 @@ def test_bad_input_is_refused_before_anything_is_sent(ollama_server, client, tmp
     existing = tiny_gguf(tmp_path / "m.gguf")
     files = {key: existing if value == "EXISTING" else tmp_path / "missing.gguf" for key, value in files.items()}
     with pytest.raises(OllamaInputError) as caught:
-        client.register_model(name, files)
+        register_model(client, name, files)
     assert expected in str(caught.value) and caught.value.exit_code == EXIT_USER_ERROR
     assert ollama_server.requests == []
 
@@ -241,4 +241,4 @@ def test_bad_input_is_refused_before_anything_is_sent(ollama_server, client, tmp
 def test_register_against_no_server_is_unavailable(dead_url, tmp_path):
     with OllamaClient(dead_url) as client:
         with pytest.raises(OllamaUnavailable):
-            client.register_model("student", {"m.gguf": tiny_gguf(tmp_path / "m.gguf")})
+            register_model(client, "student", {"m.gguf": tiny_gguf(tmp_path / "m.gguf")})

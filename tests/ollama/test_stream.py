@@ -8,14 +8,7 @@ import time
 
 import pytest
 
-from distill_gui.ollama import (
-    ChatChunk,
-    ChatStats,
-    OllamaClient,
-    OllamaRequestError,
-    OllamaStreamError,
-    OllamaTimeout,
-)
+from distill_gui.ollama import ChatChunk, ChatStats, OllamaClient, OllamaRequestError, OllamaStreamError, OllamaTimeout
 
 USER = [{"role": "user", "content": "What is the capital of France?"}]
 LONG_REPLY = " ".join(f"word{i}" for i in range(200))

@@ -16,19 +16,41 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QSplitter,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ...chatlog import (PANES, Conversation, Reply, Turn, Vote, canonical_model, conversations_dir,
-                        load_conversation, load_tallies, newest_registered, pair_key, record_vote, save_conversation)
-from ...errors import DistillError
-from ..config_store import ConfigStore
-from ..crash import ErrorInfo, show_error
-from ..widgets.blind_vote import BlindVoteBar, TalliesDialog
-from ..widgets.chat_pane import ChatPane
-from ..widgets.chat_settings import ChatSettingsForm, request_options
-from ..workers import TaskRunner
-from .common import page_header
+from distill_gui.chatlog import (
+    PANES,
+    Conversation,
+    Reply,
+    Turn,
+    Vote,
+    canonical_model,
+    conversations_dir,
+    load_conversation,
+    load_tallies,
+    newest_registered,
+    pair_key,
+    record_vote,
+    save_conversation,
+)
+from distill_gui.errors import DistillError
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.crash import ErrorInfo, show_error
+from distill_gui.gui.pages.common import page_header
+from distill_gui.gui.widgets.blind_vote import BlindVoteBar, TalliesDialog
+from distill_gui.gui.widgets.chat_pane import ChatPane
+from distill_gui.gui.widgets.chat_settings import ChatSettingsForm, request_options
+from distill_gui.gui.workers import TaskRunner
 
 REDRAW_MS = 100          # streaming replies are redrawn at 10 Hz, not per token
 BLIND_TITLES = {"A": "Left", "B": "Right"}
@@ -36,7 +58,7 @@ BLIND_TITLES = {"A": "Left", "B": "Right"}
 
 def list_ollama_models() -> list[Any]:
     """The installed models (worker thread); raises OllamaError when Ollama cannot be asked."""
-    from ...ollama import OllamaClient
+    from distill_gui.ollama import OllamaClient
 
     with OllamaClient(timeout=10.0) as client:
         return client.list_models()

@@ -7,19 +7,31 @@ import statistics
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel,
-                               QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QTextBrowser, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ...errors import ConfigError
-from .. import tasks, theme
-from ..config_store import ConfigStore
-from ..crash import ErrorInfo
-from ..widgets.config_form import BoundField, label_of
-from ..widgets.histogram import LengthHistogram
-from ..widgets.path_edit import PathEdit
-from ..workers import TaskRunner
-from .common import page_header
+from distill_gui.errors import ConfigError
+from distill_gui.gui import tasks, theme
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.crash import ErrorInfo
+from distill_gui.gui.pages.common import page_header
+from distill_gui.gui.widgets.config_form import BoundField, label_of
+from distill_gui.gui.widgets.histogram import LengthHistogram
+from distill_gui.gui.widgets.path_edit import PathEdit
+from distill_gui.gui.workers import TaskRunner
 
 DATA_FILTER = "Training data (*.jsonl *.txt);;All files (*)"
 PREVIEW_ROWS = 20
@@ -270,7 +282,7 @@ class DataPage(QWidget):
 
 
 def _help(key: str) -> str:
-    from ..widgets.config_form import help_of
+    from distill_gui.gui.widgets.config_form import help_of
 
     return help_of(key)
 

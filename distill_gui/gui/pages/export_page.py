@@ -14,22 +14,39 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QRadioButton, QSizePolicy,
-                               QSpinBox, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSizePolicy,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ...chatlog import remember_registered
-from ...config import default_runs_dir
-from ...errors import DistillError
-from ...export import GGUF_TYPE_NAMES, OLLAMA_QUANTIZE_TYPES, validate_ollama_name
-from ...export.pipeline import QUANTIZABLE_SOURCES
-from .. import export_tasks, theme
-from ..crash import ErrorInfo, show_error
-from ..formatting import human_bytes, human_duration
-from ..run_history import scan_runs
-from ..widgets.path_edit import PathEdit
-from ..workers import TaskRunner
-from .common import muted_label, page_header, scrollable
+from distill_gui.chatlog import remember_registered
+from distill_gui.config import default_runs_dir
+from distill_gui.errors import DistillError
+from distill_gui.export import GGUF_TYPE_NAMES, OLLAMA_QUANTIZE_TYPES, validate_ollama_name
+from distill_gui.export.pipeline import QUANTIZABLE_SOURCES
+from distill_gui.formatting import human_bytes, human_duration
+from distill_gui.gui import export_tasks, theme
+from distill_gui.gui.crash import ErrorInfo, show_error
+from distill_gui.gui.pages.common import muted_label, page_header, scrollable
+from distill_gui.gui.run_history import scan_runs
+from distill_gui.gui.widgets.path_edit import PathEdit
+from distill_gui.gui.workers import TaskRunner
+from distill_gui.runfolder import RunFolder
 
 TYPE_HELP = {"f32": "full precision, largest", "f16": "half precision; Ollama can quantize it further",
              "bf16": "bfloat16; Ollama can quantize it further", "q8_0": "8-bit, near-lossless",
@@ -266,7 +283,7 @@ class ExportPage(QWidget):
     def refresh_runs(self) -> None:
         """List the runs that have something to export, newest first (nothing changes if they did not)."""
         items = [(f"{run.name}   ({run.status}, {run.config_summary()})", str(run.path))
-                 for run in scan_runs(default_runs_dir()) if export_tasks.checkpoint_choices(run.path)]
+                 for run in scan_runs(default_runs_dir()) if RunFolder(run.path).exportable()]
         items = items or [("No run with a final model or checkpoint yet", None)]
         shown = [(self.run_combo.itemText(i), self.run_combo.itemData(i)) for i in range(self.run_combo.count())]
         if self._loaded and items == shown:
@@ -304,7 +321,7 @@ class ExportPage(QWidget):
 
     def _run_changed(self, _index: int = 0) -> None:
         data = self.run_combo.currentData()
-        choices = export_tasks.checkpoint_choices(Path(data)) if data else []
+        choices = RunFolder(data).exportable() if data else []
         before = (self._shown_run, [self.checkpoint_combo.itemText(i) for i in range(self.checkpoint_combo.count())])
         if (data, choices) == before and self.source is not None:
             return                    # the same run with the same checkpoints: keep what was read and exported

@@ -7,16 +7,16 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
-from .. import tasks, theme
-from ..config_store import ConfigStore
-from ..crash import ErrorInfo
-from ..formatting import human_count
-from ..widgets.demo_box import DemoBox
-from ..widgets.memory_panel import MemoryPanel
-from ..widgets.model_picker import ModelPicker
-from ..widgets.ollama_teachers import OllamaTeacherBox, TeacherCacheBox
-from ..workers import TaskRunner
-from .common import page_header, scrollable
+from distill_gui.formatting import human_count
+from distill_gui.gui import tasks, theme
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.crash import ErrorInfo
+from distill_gui.gui.pages.common import page_header, scrollable
+from distill_gui.gui.widgets.demo_box import DemoBox
+from distill_gui.gui.widgets.memory_panel import MemoryPanel
+from distill_gui.gui.widgets.model_picker import ModelPicker
+from distill_gui.gui.widgets.ollama_teachers import OllamaTeacherBox, TeacherCacheBox
+from distill_gui.gui.workers import TaskRunner
 
 
 class PairPanel(QGroupBox):

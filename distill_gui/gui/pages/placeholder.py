@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
-from .common import page_header
+from distill_gui.gui.pages.common import page_header
 
 
 class PlaceholderPage(QWidget):

@@ -9,22 +9,34 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices
-from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton,
-                               QSplitter, QTableWidget, QTableWidgetItem, QTabWidget, QTextBrowser, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ...config import default_runs_dir
-from .. import theme
-from ..config_store import ConfigStore
-from ..crash import ErrorInfo, show_error
-from ..formatting import metric, percent
-from ..metrics_buffer import buffer_from_records
-from ..run_history import RunSummary, delete_run, read_records, scan_runs, short_model
-from ..widgets.metric_plots import MetricPlots
-from ..widgets.report_view import ReportView
-from ..widgets.sparkline import SERIES_ROLE, SparklineDelegate
-from ..workers import TaskRunner
-from .common import page_header
+from distill_gui.config import default_runs_dir
+from distill_gui.formatting import metric, percent
+from distill_gui.gui import theme
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.crash import ErrorInfo, show_error
+from distill_gui.gui.metrics_buffer import buffer_from_records
+from distill_gui.gui.pages.common import page_header
+from distill_gui.gui.run_history import RunSummary, delete_run, read_records, scan_runs, short_model
+from distill_gui.gui.widgets.metric_plots import MetricPlots
+from distill_gui.gui.widgets.report_view import ReportView
+from distill_gui.gui.widgets.sparkline import SERIES_ROLE, SparklineDelegate
+from distill_gui.gui.workers import TaskRunner
 
 COLUMNS = ("Name", "Status", "Teacher → student", "Loss fn", "Steps", "Train loss", "Eval loss", "Perplexity",
            "Agreement", "Loss curve", "Modified")
@@ -128,7 +140,7 @@ class RunsPage(QWidget):
         output_dir = self.store.config.output_dir
         if output_dir and Path(output_dir).resolve() != dirs[0].resolve():
             dirs.append(Path(output_dir))
-        from ...engine.demo import default_out_dir
+        from distill_gui.workflows.demo import default_out_dir
 
         demo_runs = default_out_dir() / "runs"  # the offline demo's teacher and student runs
         if demo_runs.is_dir() and all(demo_runs.resolve() != d.resolve() for d in dirs):
@@ -280,7 +292,7 @@ class RunsPage(QWidget):
         run = self.selected_run()
         if run is None or not run.has_final or self.runner.busy("report"):
             return
-        from ...engine.report import report_run
+        from distill_gui.workflows.control import report_run
 
         self.tabs.setCurrentWidget(self.report_view)
         self.report_view.show_busy(run.path, "training the CE control and evaluating…" if control else "evaluating…")

@@ -6,14 +6,23 @@ from dataclasses import replace
 
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ...paths import user_data_dir
-from ...settings import THEMES, AppSettings, load_settings, save_settings
-from ..crash import ErrorInfo, log_file, show_error
-from ..widgets.path_edit import PathEdit
-from .common import muted_label, page_header
+from distill_gui.gui.crash import ErrorInfo, log_file, show_error
+from distill_gui.gui.pages.common import muted_label, page_header
+from distill_gui.gui.widgets.path_edit import PathEdit
+from distill_gui.paths import user_data_dir
+from distill_gui.settings import THEMES, AppSettings, load_settings, save_settings
 
 THEME_LABELS = {"system": "Follow the system", "dark": "Dark", "light": "Light"}
 

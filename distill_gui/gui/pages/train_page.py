@@ -8,25 +8,50 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGroupBox, QHBoxLayout, QLabel, QMessageBox,
-                               QProgressBar, QPushButton, QSizePolicy, QSplitter, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ...config import config_from_dict, default_runs_dir, load_config, resolve_paths
-from ...engine.events import (CheckpointSaved, Control, EvalMetrics, Failed, Finished, LogMessage, Paused,
-                              PhaseProgress, Resumed, RunStarted, StepMetrics)
-from ...errors import ConfigError, DistillError
-from .. import tasks, theme
-from ..config_store import ConfigStore
-from ..crash import ErrorInfo, show_error
-from ..formatting import human_bytes, human_count, human_duration, metric, percent
-from ..metrics_buffer import MetricsBuffer, buffer_from_records, event_from_record
-from ..presets import PRESETS, apply_preset, matching_preset
-from ..run_history import read_records
-from ..widgets.config_form import ConfigForm
-from ..widgets.log_view import LogView
-from ..widgets.metric_plots import MetricPlots
-from ..workers import TrainWorker
-from .common import page_header, scrollable
+from distill_gui.config import config_from_dict, default_runs_dir, load_config, resolve_paths
+from distill_gui.errors import ConfigError, DistillError
+from distill_gui.events import (
+    CheckpointSaved,
+    Control,
+    EvalMetrics,
+    Failed,
+    Finished,
+    LogMessage,
+    Paused,
+    PhaseProgress,
+    Resumed,
+    RunStarted,
+    StepMetrics,
+)
+from distill_gui.formatting import human_bytes, human_count, human_duration, metric, percent
+from distill_gui.gui import tasks, theme
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.crash import ErrorInfo, show_error
+from distill_gui.gui.metrics_buffer import MetricsBuffer, buffer_from_records, event_from_record
+from distill_gui.gui.pages.common import page_header, scrollable
+from distill_gui.gui.presets import PRESETS, apply_preset, matching_preset
+from distill_gui.gui.run_history import read_records
+from distill_gui.gui.widgets.config_form import ConfigForm
+from distill_gui.gui.widgets.log_view import LogView
+from distill_gui.gui.widgets.metric_plots import MetricPlots
+from distill_gui.gui.workers import TrainWorker
+from distill_gui.runfolder import RunFolder
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -317,7 +342,7 @@ class TrainPage(QWidget):
             show_error(self, ErrorInfo.from_exception(exc))
             return False
         run_dir = cfg.run_dir()
-        if not resume and _holds_a_run(run_dir):
+        if not resume and RunFolder(run_dir).holds_run():
             new_name = _free_name(run_dir)
             choice = self.ask_existing_run(run_dir, new_name)
             if choice == "cancel":
@@ -579,16 +604,10 @@ class TrainPage(QWidget):
         return True
 
 
-def _holds_a_run(run_dir: Path) -> bool:
-    """The engine refuses to start over a folder with checkpoints or a final model."""
-    checkpoints = run_dir / "checkpoints"
-    return (run_dir / "final").exists() or (checkpoints.is_dir() and any(checkpoints.iterdir()))
-
-
 def _free_name(run_dir: Path) -> str:
     """``name-2``, ``name-3``… : the first that does not hold a run yet."""
     base, number = run_dir.name, 2
-    while _holds_a_run(run_dir.with_name(f"{base}-{number}")):
+    while RunFolder(run_dir.with_name(f"{base}-{number}")).holds_run():
         number += 1
     return f"{base}-{number}"
 

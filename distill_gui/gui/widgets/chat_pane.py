@@ -12,15 +12,14 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
-from ...chatlog import Reply, canonical_model
-from .. import theme
-from ..chat_stream import PaneStream
-from ..formatting import human_bytes
-from .chat_settings import ChatSettingsForm
-from .chat_view import ConversationView
+from distill_gui.chatlog import Reply, canonical_model
+from distill_gui.formatting import human_bytes
+from distill_gui.gui import theme
+from distill_gui.gui.chat_stream import PaneStream
+from distill_gui.gui.widgets.chat_settings import ChatSettingsForm
+from distill_gui.gui.widgets.chat_view import ConversationView
 
 BANNER_TITLES = {"OllamaUnavailable": "Ollama is not reachable", "ModelNotFound": "Model not found",
                  "OllamaStreamError": "The reply broke off", "OllamaTimeout": "Ollama did not answer in time",

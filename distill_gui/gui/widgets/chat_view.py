@@ -16,8 +16,8 @@ from PySide6.QtCore import QUrl, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextFormat
 from PySide6.QtWidgets import QTextBrowser, QWidget
 
-from ...chatlog import Reply
-from .. import theme
+from distill_gui.chatlog import Reply
+from distill_gui.gui import theme
 
 LabelFor = Callable[[Reply], str]
 WAITING = "waiting for the first token (a model that is not loaded yet takes a while)…"

@@ -14,13 +14,12 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QDoubleValidator
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QSpinBox,
-                               QWidget)
+from PySide6.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QLabel, QLineEdit, QSpinBox, QWidget
 
-from ...config import SECTIONS, TOP_LEVEL
-from ...errors import ConfigError
-from ..config_store import ConfigStore
-from ..theme import set_invalid
+from distill_gui.config import SECTIONS, TOP_LEVEL
+from distill_gui.errors import ConfigError
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.theme import set_invalid
 
 LABELS = {
     "name": "Run name", "output_dir": "Runs folder",

@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFontDatabase
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..crash import ErrorInfo, show_error
-from ..workers import TaskRunner
+from distill_gui.gui.crash import ErrorInfo, show_error
+from distill_gui.gui.workers import TaskRunner
 
 INTRO = ("New here? The demo builds a small teacher from dialogues it writes itself, distills a student from it, "
          "trains plain fine-tuning at equal steps to compare, writes the report, exports GGUF and registers both "
@@ -78,8 +78,8 @@ class DemoBox(QGroupBox):
     def start(self) -> None:
         if self.running:
             return
-        from ...engine.demo import run_demo
-        from ...engine.events import Control
+        from distill_gui.events import Control
+        from distill_gui.workflows.demo import run_demo
 
         self.control, self.result = Control(), None
         self.summary.setVisible(False)
@@ -115,7 +115,7 @@ class DemoBox(QGroupBox):
                                 f"{int(event.total)}…")
 
     def _done(self, result: Any) -> None:
-        from ...engine.demo import format_summary
+        from distill_gui.workflows.demo import format_summary
 
         self.result = result
         self._idle()

@@ -7,7 +7,7 @@ from typing import Sequence
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from .. import theme
+from distill_gui.gui import theme
 
 
 class LengthHistogram(QWidget):

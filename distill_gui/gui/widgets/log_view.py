@@ -9,7 +9,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtGui import QTextCursor
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
 
-from .. import theme
+from distill_gui.gui import theme
 
 
 class LogView(QPlainTextEdit):

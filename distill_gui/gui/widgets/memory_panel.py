@@ -8,12 +8,12 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from .. import tasks, theme
-from ..config_store import ConfigStore
-from ..crash import ErrorInfo
-from ..formatting import human_bytes
-from ..workers import TaskRunner
-from .config_form import ConfigForm
+from distill_gui.formatting import human_bytes
+from distill_gui.gui import tasks, theme
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.crash import ErrorInfo
+from distill_gui.gui.widgets.config_form import ConfigForm
+from distill_gui.gui.workers import TaskRunner
 
 PLAN_KEYS = ("train.batch_size", "data.max_length", "train.precision")
 # Every key that changes the plan (the form shows only the three above).

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QGraphicsItem, QGridLayout, QLabel, QWidget
 
-from .. import theme
-from ..metrics_buffer import MetricsBuffer
-from ..plot_ranges import sticky_range
+from distill_gui.gui import theme
+from distill_gui.gui.metrics_buffer import MetricsBuffer
+from distill_gui.gui.plot_ranges import sticky_range
 
 
 @dataclass(frozen=True)

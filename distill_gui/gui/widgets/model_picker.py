@@ -12,16 +12,27 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ...errors import ConfigError
-from .. import tasks, theme
-from ..config_store import ConfigStore
-from ..crash import ErrorInfo
-from ..formatting import human_bytes, human_count
-from ..workers import TaskRunner
-from .layer_chooser import LayerChooser
+from distill_gui.errors import ConfigError
+from distill_gui.formatting import human_bytes, human_count
+from distill_gui.gui import tasks, theme
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.crash import ErrorInfo
+from distill_gui.gui.widgets.layer_chooser import LayerChooser
+from distill_gui.gui.workers import TaskRunner
 
 INFO_ROWS = ("Architecture", "Parameters", "Layers", "Vocabulary", "Chat template", "Location")
 
@@ -197,7 +208,7 @@ class ModelPicker(QGroupBox):
             return
         self._checked_ref = ref
         if ref.startswith("ollama:"):  # served by Ollama: nothing local to inspect
-            from .ollama_teachers import describe_ollama_teacher
+            from distill_gui.gui.widgets.ollama_teachers import describe_ollama_teacher
 
             theme.set_badge(self.status, "ok", "Ollama teacher")
             self._fill(describe_ollama_teacher(ref))

@@ -14,15 +14,24 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem,
-                               QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
-from .. import theme
-from ..config_store import ConfigStore
-from ..crash import ErrorInfo
-from ..formatting import human_bytes
-from ..workers import TaskRunner
-from .config_form import BoundField
+from distill_gui.formatting import human_bytes
+from distill_gui.gui import theme
+from distill_gui.gui.config_store import ConfigStore
+from distill_gui.gui.crash import ErrorInfo
+from distill_gui.gui.widgets.config_form import BoundField
+from distill_gui.gui.workers import TaskRunner
 
 OLLAMA_PREFIX = "ollama:"
 GENERATION_KEYS = (("teacher.top_logprobs", "Log-probabilities (0-20)"),
@@ -34,7 +43,7 @@ CACHE_KEYS = (("teacher.cache_top_k", "Cache top-k (0 = live teacher)"), ("teach
 
 def list_teacher_models() -> list:
     """The Ollama server's models that can write answers (embedding-only models left out); worker side."""
-    from ...ollama import OllamaClient
+    from distill_gui.ollama import OllamaClient
 
     with OllamaClient() as client:
         return [m for m in client.list_models() if not m.capabilities or "completion" in m.capabilities]

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import DataError, ModelError
-from .data import IGNORE, Example, Row, collate, read_rows, render_chat, tokenize_rows
-from .events import EventCallback, PhaseProgress, ignore_events
+from distill_gui.engine.data import IGNORE, Example, Row, collate, read_rows, render_chat, tokenize_rows
+from distill_gui.errors import DataError, ModelError
+from distill_gui.events import EventCallback, PhaseProgress, ignore_events
 
 CHUNK_TOKENS = 256            # tokens projected to the vocabulary at once (256 x 152k x 4 B = 156 MB)
 SAMPLE_NEW_TOKENS = 64        # longest greedy sample answer
@@ -112,7 +112,7 @@ def score_many(models: dict[str, Any], examples: Sequence[Example], *, pad_id: i
     """
     import torch
 
-    from .trainer import final_hidden
+    from distill_gui.engine.models.forward import final_hidden
 
     everyone = {**models, **({"teacher": teacher} if teacher is not None else {})}
     vocab = vocab_size or min(_head_width(m) for m in everyone.values())
@@ -174,7 +174,7 @@ def _log_probs(hidden, head, rows, vocab: int):
 
 
 def _head_width(model) -> int:
-    from .models import unwrap
+    from distill_gui.engine.models import unwrap
 
     lm = unwrap(model)
     head = lm.get_output_embeddings()
@@ -328,22 +328,8 @@ def weights_bytes(folder: str | Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file() and f.suffix in WEIGHT_SUFFIXES)
 
 
-def parameter_count(model, *, trainable: bool = False) -> int:
-    """Parameters of ``model`` (only those that train when ``trainable``); 0 for no model."""
-    if model is None:
-        return 0
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None (JSON has no NaN)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 # ---- the eval command -------------------------------------------------------------------------
@@ -368,8 +354,9 @@ def evaluate_model_dir(model_dir: str, data_file: str, *, teacher_dir: str | Non
         ModelError: a model cannot be loaded, or teacher and model do not share a tokenizer.
         DataError: the data file is missing or malformed, or has nothing to score.
     """
-    from . import models as M
-    from .device import choose, device_description, resolve_device
+    from distill_gui.engine import models as M
+    from distill_gui.engine.device import choose, device_description, resolve_device
+    from distill_gui.engine.models import parameter_count
 
     choice = choose(resolve_device(device))
     folder = M.resolve_model(model_dir, on_event=on_event, role="model")

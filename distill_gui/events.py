@@ -170,3 +170,30 @@ class Control:
                     break
                 self._cond.wait(remaining)
             return self._stop
+
+
+class Throttle:
+    """When a long phase reports progress: a "milestone" (with a message: a GUI log line, a CLI line)
+    every 5 % and at the end, and a silent "tick" (progress bar only) at most once a second between."""
+
+    def __init__(self, total: int, seconds: float = 1.0) -> None:
+        self.total, self.seconds = total, seconds
+        self.step = max(1, total // 20)
+        self.last = -1.0
+
+    def due(self, done: int) -> str | None:
+        now = time.monotonic()
+        kind = "milestone" if done >= self.total or done % self.step == 0 else \
+            "tick" if now - self.last >= self.seconds else None
+        if kind:
+            self.last = now
+        return kind
+
+
+class PhaseStopped(Exception):
+    """Stop was requested while answers were generated or a cache was built (progress is kept)."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(f"stopped during {phase}")
+        self.phase = phase
+

@@ -7,9 +7,9 @@ agreement and KL against the teacher, greedy samples, parameters, file sizes and
 The numbers in the report come from this evaluation, never from the training logs (only the curves
 over time are read from ``metrics.jsonl``).
 
-:func:`run_control` trains the optional control: the same config with ``loss = "ce"`` for the same
-number of steps, in ``<run>/control-ce/``, so the report shows what distillation added over plain
-fine-tuning. :func:`write_report` writes ``report.json`` (the numbers), the PNGs and ``report.md``
+The optional CE control (the same config with ``loss = "ce"`` for the same number of steps, in
+``<run>/control-ce/``, :func:`control_config`) is trained by ``workflows/control.py``; a finished one that
+matches the run is shown, so the report says what distillation added over plain fine-tuning. :func:`write_report` writes ``report.json`` (the numbers), the PNGs and ``report.md``
 last, each under a temporary name first. The trainer calls :func:`report_after_training` at the end
 of a run (``train.report``); ``distill-gui eval RUN --report`` and the Runs page call :func:`report_run`.
 """
@@ -17,75 +17,48 @@ of a run (``train.report``); ``distill-gui eval RUN --report`` and the Runs page
 from __future__ import annotations
 
 import json
-import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-from ..config import RunConfig, load_config
-from ..errors import ConfigError, DataError, DistillError, UserInputError
-from ..paths import write_text_atomic
-from . import report_plots as plots
-from .data import Example, Row, read_data, read_rows
-from .evaluate import (SAMPLE_NEW_TOKENS, PromptCase, Sample, TokenScores, eval_examples, greedy_generate, json_safe,
-                       parameter_count, prompt_cases, score_many, shared_vocab, stop_ids, tokens_per_second,
-                       weights_bytes)
-from .events import Control, EventCallback, PhaseProgress, ignore_events
-from .report_markdown import render_markdown
+from distill_gui import runfolder
+from distill_gui.config import RunConfig, load_config
+from distill_gui.engine.data import Example, Row, read_data, read_rows
+from distill_gui.engine.evaluation import report_plots as plots
+from distill_gui.engine.evaluation.evaluate import (
+    SAMPLE_NEW_TOKENS,
+    PromptCase,
+    Sample,
+    TokenScores,
+    eval_examples,
+    greedy_generate,
+    prompt_cases,
+    score_many,
+    shared_vocab,
+    stop_ids,
+    tokens_per_second,
+    weights_bytes,
+)
+from distill_gui.engine.evaluation.report_markdown import render_markdown
+from distill_gui.engine.evaluation.results import ROLE_LABELS, ModelResult, RunEvaluation
+from distill_gui.engine.models import parameter_count
+from distill_gui.errors import ConfigError, DataError, DistillError, UserInputError
+from distill_gui.events import Control, EventCallback, PhaseProgress, ignore_events
+from distill_gui.paths import write_text_atomic
+from distill_gui.runfolder import CONTROL as CONTROL_DIR
+from distill_gui.runfolder import REPORT_JSON, REPORT_MD, RunFolder
 
-REPORT_MD = "report.md"
-REPORT_JSON = "report.json"
-CONTROL_DIR = "control-ce"
 MAX_EXAMPLES = 1000            # held-out examples scored per model (keeps the end-of-run report bounded)
 SAMPLE_PROMPTS = 4
-ROLE_LABELS = {"teacher": "Teacher", "before": "Student before", "after": "Student after", "control": "CE control"}
 
 
-@dataclass
-class ModelResult:
-    """One model's line in the report."""
-
-    role: str                          # "teacher" | "before" | "after" | "control"
-    label: str
-    path: str
-    parameters: int
-    weights_bytes: int
-    gguf_bytes: int | None = None
-    scores: TokenScores | None = None
-    tokens_per_s: float | None = None
 
 
-@dataclass
-class RunEvaluation:
-    """Everything the report shows, measured now."""
-
-    run_dir: str
-    name: str
-    teacher: str
-    student: str
-    loss: str
-    temperature: float
-    alpha: float
-    steps: int
-    device: str
-    data: str                          # where the scored examples come from
-    examples: int
-    models: list[ModelResult] = field(default_factory=list)
-    samples: list[Sample] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    extra: dict[str, dict[str, float]] = field(default_factory=dict)   # metric -> role -> value (e.g. the demo's)
-
-    def model(self, role: str) -> ModelResult | None:
-        return next((m for m in self.models if m.role == role), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return json_safe(asdict(self))
 
 
 # ---- evaluating a run -------------------------------------------------------------------------
 
 
-def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: bool = False,
+def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None,
                  data_file: str | None = None, teacher=None, examples: Sequence[Example] | None = None,
                  rows: Sequence[Row] | None = None, extra: dict[str, dict[str, float]] | None = None,
                  notes: Sequence[str] = (), load_teacher: bool = True, on_event: EventCallback = ignore_events,
@@ -95,7 +68,6 @@ def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: 
     Args:
         run_dir: The run folder (with ``config.toml`` and ``final/``).
         cfg: Its config (read from ``config.toml`` when not given).
-        control: Train the CE control first when it is missing (an existing matching one is always shown).
         data_file: Score on this file instead of the run's held-out rows.
         teacher: The teacher already loaded on the run's device (the trainer passes its own).
         load_teacher: Without ``teacher``, load it from disk (False: no numbers against the teacher).
@@ -107,12 +79,12 @@ def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: 
         UserInputError: no final model yet, or no data to score.
         ModelError: a model cannot be loaded.
     """
-    from . import models as M
-    from .device import choose, device_description, resolve_device
+    from distill_gui.engine import models as M
+    from distill_gui.engine.device import choose, device_description, resolve_device
 
     run_dir = Path(run_dir)
     cfg = cfg or read_run_config(run_dir)
-    final = run_dir / "final"
+    final = RunFolder(run_dir).final
     if not (final / "config.json").is_file():
         raise UserInputError(f"{run_dir} has no final model yet (final/ is missing): finish or stop the run "
                              f"first, then write its report.")
@@ -130,8 +102,6 @@ def evaluate_run(run_dir: str | Path, *, cfg: RunConfig | None = None, control: 
         all_notes.append(f"Scored the first {MAX_EXAMPLES} of {len(examples)} held-out examples.")
         examples = list(examples)[:MAX_EXAMPLES]
     steps = steps_done(run_dir, cfg)
-    if control:
-        run_control(run_dir, cfg, steps=steps, on_event=on_event, control=stop)
     folders = _student_folders(run_dir, cfg, steps, all_notes)
     result = RunEvaluation(run_dir=str(run_dir), name=cfg.name, teacher=cfg.teacher.model,
                            student=cfg.student.model, loss=cfg.distill.loss, temperature=cfg.distill.temperature,
@@ -187,7 +157,7 @@ def sample_length(cases: Sequence[PromptCase], tokenizer) -> int:
 
 def _teacher(cfg: RunConfig, loaded, choice, notes: list[str], on_event: EventCallback):
     """(teacher model, its folder) to compare with: the loaded one, else loaded from disk; (None, None) for none."""
-    from . import models as M
+    from distill_gui.engine import models as M
 
     ref = cfg.teacher.model
     if not ref:
@@ -208,10 +178,10 @@ def _teacher(cfg: RunConfig, loaded, choice, notes: list[str], on_event: EventCa
 
 def _student_folders(run_dir: Path, cfg: RunConfig, steps: int, notes: list[str]) -> dict[str, Path]:
     """before / after / control folders of the run's students (control only when it matches the run)."""
-    folders = {"before": student_before_folder(run_dir, cfg), "after": run_dir / "final"}
-    control_final = run_dir / CONTROL_DIR / "final"
+    folders = {"before": student_before_folder(run_dir, cfg), "after": RunFolder(run_dir).final}
+    control_final = RunFolder(run_dir / CONTROL_DIR).final
     if (control_final / "config.json").is_file():
-        if _control_matches(run_dir, cfg, steps):
+        if control_matches(run_dir, cfg, steps):
             folders["control"] = control_final
         else:
             notes.append(f"{run_dir / CONTROL_DIR} was trained with other settings than this run; it is not shown.")
@@ -220,10 +190,10 @@ def _student_folders(run_dir: Path, cfg: RunConfig, steps: int, notes: list[str]
 
 def student_before_folder(run_dir: Path, cfg: RunConfig) -> Path:
     """Where the student started: the derived folder, or the configured student model."""
-    from . import models as M
+    from distill_gui.engine import models as M
 
     if cfg.student.model == "teacher":
-        return run_dir / "student-init"
+        return run_dir / runfolder.DERIVED
     return M.resolve_model(cfg.student.model, trust_remote_code=cfg.student.trust_remote_code, role="student")
 
 
@@ -235,7 +205,7 @@ def held_out_rows(cfg: RunConfig, data_file: str | None = None) -> tuple[list[Ro
     """
     if data_file:
         return read_rows(data_file, role="eval"), str(data_file)
-    from .teacher_phase import writes_answers
+    from distill_gui.engine.teacher.phase import writes_answers
 
     if writes_answers(cfg):
         raise DataError(f"The run's data file {cfg.data.train} holds prompts the teacher answered; pass a data "
@@ -247,7 +217,7 @@ def held_out_rows(cfg: RunConfig, data_file: str | None = None) -> tuple[list[Ro
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / "config.toml"
+    path = RunFolder(run_dir).config
     if not path.is_file():
         raise UserInputError(f"{run_dir} is not a run folder (no config.toml). Give the folder a run was trained in.")
     return load_config(path)
@@ -255,9 +225,9 @@ def read_run_config(run_dir: Path) -> RunConfig:
 
 def steps_done(run_dir: Path, cfg: RunConfig) -> int:
     """Optimizer steps the run made (its newest checkpoint; finish() always saves one)."""
-    from . import checkpoint as ckpt
+    from distill_gui.engine import checkpoint as ckpt
 
-    latest = ckpt.latest_checkpoint(run_dir)
+    latest = RunFolder(run_dir).latest_checkpoint()
     if latest is not None:
         try:
             return int(ckpt.read_state(latest).get("step", 0))
@@ -267,7 +237,8 @@ def steps_done(run_dir: Path, cfg: RunConfig) -> int:
 
 
 def _gguf_bytes(run_dir: Path) -> int | None:
-    files = sorted((run_dir / "export").glob("*.gguf")) if (run_dir / "export").is_dir() else []
+    export = RunFolder(run_dir).export
+    files = sorted(export.glob("*.gguf")) if export.is_dir() else []
     return files[0].stat().st_size if files else None
 
 
@@ -277,7 +248,7 @@ def _free(device: str) -> None:
         return
     import gc
 
-    from .device import release_cached_memory
+    from distill_gui.engine.device import release_cached_memory
 
     gc.collect()
     release_cached_memory(device)
@@ -286,72 +257,21 @@ def _free(device: str) -> None:
 # ---- the CE control ---------------------------------------------------------------------------
 
 
-def control_config(run_dir: Path, cfg: RunConfig, steps: int) -> RunConfig:
-    """The run's config with ``loss = "ce"``, ``steps`` steps, in ``<run>/control-ce/``."""
-    from .teacher_phase import writes_answers
-
-    if writes_answers(cfg):
-        raise ConfigError("A CE control needs a run that trained on its own data; this run's teacher wrote the "
-                          "answers, so plain fine-tuning has nothing to compare on.")
-    control = cfg.copy()
-    control.name = CONTROL_DIR
-    control.output_dir = str(run_dir)
-    control.distill.loss = "ce"
-    control.teacher.cache_top_k = 0
-    control.train.max_steps = max(1, steps)
-    control.train.epochs = 0
-    control.export.ollama_name = ""
-    if hasattr(control.train, "report"):
-        control.train.report = False
-    return control
 
 
-def _control_matches(run_dir: Path, cfg: RunConfig, steps: int) -> bool:
-    try:
-        wanted = control_config(run_dir, cfg, steps).to_toml()
-        return (run_dir / CONTROL_DIR / "config.toml").read_text(encoding="utf-8") == wanted
-    except (OSError, DistillError):
-        return False
 
 
-def run_control(run_dir: Path, cfg: RunConfig, *, steps: int | None = None, on_event: EventCallback = ignore_events,
-                control: Control | None = None) -> Path:
-    """Train the CE control (unless a finished one with the same settings exists); returns its final/."""
-    from .trainer import train
-
-    run_dir = Path(run_dir)
-    steps = steps_done(run_dir, cfg) if steps is None else steps
-    folder = run_dir / CONTROL_DIR
-    if (folder / "final" / "config.json").is_file() and _control_matches(run_dir, cfg, steps):
-        return folder / "final"
-    shutil.rmtree(folder, ignore_errors=True)  # our own subfolder: an unfinished or outdated control
-    on_event(PhaseProgress("control", 0, 1, "", f"training the CE control ({steps} steps, same data)"))
-    result = train(control_config(run_dir, cfg, steps), on_event=_control_events(on_event), control=control)
-    if result.stopped_early:
-        raise DistillError("The CE control was stopped before its last step; the report shows no control.")
-    return result.final_dir
 
 
-def _control_events(on_event: EventCallback) -> EventCallback:
-    """Forward the control run's progress as phase events (its step metrics are not the main run's)."""
-    from .events import StepMetrics
-
-    def forward(event) -> None:
-        if isinstance(event, StepMetrics):
-            on_event(PhaseProgress("control", event.step, event.total_steps, "steps", "training the CE control"))
-        elif isinstance(event, PhaseProgress):
-            on_event(event)
-
-    return forward
 
 
 # ---- writing ----------------------------------------------------------------------------------
 
 
-def report_run(run_dir: str | Path, *, control: bool = False, data_file: str | None = None,
-               on_event: EventCallback = ignore_events, stop: Control | None = None) -> Path:
-    """Evaluate a finished run (optionally training its CE control first) and write its report."""
-    evaluation = evaluate_run(run_dir, control=control, data_file=data_file, on_event=on_event, stop=stop)
+def report_run(run_dir: str | Path, *, data_file: str | None = None, on_event: EventCallback = ignore_events,
+               stop: Control | None = None) -> Path:
+    """Evaluate a finished run (with its CE control when one matches) and write its report."""
+    evaluation = evaluate_run(run_dir, data_file=data_file, on_event=on_event, stop=stop)
     return write_report(run_dir, evaluation, on_event=on_event)
 
 
@@ -377,8 +297,9 @@ def write_report(run_dir: str | Path, evaluation: RunEvaluation, *, on_event: Ev
     """Write report.json, the PNG plots and report.md (last) into the run folder; returns report.md."""
     run_dir = Path(run_dir)
     on_event(PhaseProgress("report", 0, 1, "", f"writing {run_dir / REPORT_MD}"))
-    records = plots.read_metrics(run_dir / "metrics.jsonl")
-    control_records = plots.read_metrics(run_dir / CONTROL_DIR / "metrics.jsonl") if evaluation.model("control") else []
+    records = plots.read_metrics(RunFolder(run_dir).metrics)
+    control_records = plots.read_metrics(RunFolder(run_dir / CONTROL_DIR).metrics) if evaluation.model("control") \
+        else []
     bars = [(m.role, m.label, m.scores.perplexity if m.scores else None, m.scores.agreement if m.scores else None)
             for m in evaluation.models]
     written = {
@@ -393,4 +314,32 @@ def write_report(run_dir: str | Path, evaluation: RunEvaluation, *, on_event: Ev
     path = write_text_atomic(run_dir / REPORT_MD, render_markdown(evaluation, [n for n, p in written.items() if p]))
     on_event(PhaseProgress("report", 1, 1, "", f"report written: {path}"))
     return path
+
+
+def control_config(run_dir: Path, cfg: RunConfig, steps: int) -> RunConfig:
+    """The run's config with ``loss = "ce"``, ``steps`` steps, in ``<run>/control-ce/``."""
+    from distill_gui.engine.teacher.phase import writes_answers
+
+    if writes_answers(cfg):
+        raise ConfigError("A CE control needs a run that trained on its own data; this run's teacher wrote the "
+                          "answers, so plain fine-tuning has nothing to compare on.")
+    control = cfg.copy()
+    control.name = CONTROL_DIR
+    control.output_dir = str(run_dir)
+    control.distill.loss = "ce"
+    control.teacher.cache_top_k = 0
+    control.train.max_steps = max(1, steps)
+    control.train.epochs = 0
+    control.export.ollama_name = ""
+    if hasattr(control.train, "report"):
+        control.train.report = False
+    return control
+
+
+def control_matches(run_dir: Path, cfg: RunConfig, steps: int) -> bool:
+    try:
+        wanted = control_config(run_dir, cfg, steps).to_toml()
+        return RunFolder(run_dir / CONTROL_DIR).config.read_text(encoding="utf-8") == wanted
+    except (OSError, DistillError):
+        return False
 

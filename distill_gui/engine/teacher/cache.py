@@ -41,10 +41,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import TrainingError
-from ..paths import write_text_atomic
-from .data import IGNORE, Example
-from .events import Control, EventCallback, LogMessage, PhaseProgress, ignore_events
+from distill_gui.engine.data import IGNORE, Example
+from distill_gui.errors import TrainingError
+from distill_gui.events import Control, EventCallback, LogMessage, PhaseProgress, PhaseStopped, Throttle, ignore_events
+from distill_gui.paths import write_text_atomic
 
 FORMAT = 1
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -52,36 +52,13 @@ DTYPES = {"float16": np.float16, "float32": np.float32}
 #: (0 * log 0 never appears) and fits float16.
 PAD_LOGPROB = -1.0e4
 COMMIT_SECONDS = 5.0
-CACHE_DIR = "teacher-cache"
 
 #: (examples) -> per example (ids (n_i, k) int, logprobs (n_i, k) float) for its n_i counted positions.
 RowProducer = Callable[[Sequence[Example]], list[tuple[np.ndarray, np.ndarray]]]
 
 
-class Throttle:
-    """When a long phase reports progress: a "milestone" (with a message: a GUI log line, a CLI line)
-    every 5 % and at the end, and a silent "tick" (progress bar only) at most once a second between."""
-
-    def __init__(self, total: int, seconds: float = 1.0) -> None:
-        self.total, self.seconds = total, seconds
-        self.step = max(1, total // 20)
-        self.last = -1.0
-
-    def due(self, done: int) -> str | None:
-        now = time.monotonic()
-        kind = "milestone" if done >= self.total or done % self.step == 0 else \
-            "tick" if now - self.last >= self.seconds else None
-        if kind:
-            self.last = now
-        return kind
 
 
-class PhaseStopped(Exception):
-    """Stop was requested while answers were generated or a cache was built (progress is kept)."""
-
-    def __init__(self, phase: str) -> None:
-        super().__init__(f"stopped during {phase}")
-        self.phase = phase
 
 
 @dataclass(frozen=True)
@@ -411,9 +388,9 @@ class TeacherTopK:
     def __call__(self, examples: Sequence[Example]) -> list[tuple[np.ndarray, np.ndarray]]:
         import torch
 
-        from .data import collate
-        from .fused_loss import Head, project
-        from .trainer import final_hidden
+        from distill_gui.engine.data import collate
+        from distill_gui.engine.losses.fused import Head, project
+        from distill_gui.engine.models.forward import final_hidden
 
         batch = collate(list(examples), self.pad_id)
         labels = batch["labels"].reshape(-1)

@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from . import loss_kernels as K
+from distill_gui.engine.losses import kernels as K
 
 
 @dataclass

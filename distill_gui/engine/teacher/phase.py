@@ -9,9 +9,9 @@ The trainer calls these in order (each reports ``PhaseProgress`` and reads the `
 3. :func:`uses_cache` / :func:`prepare_cache` - the teacher's top-k rows on disk (phase
    "precompute"): from an HF teacher that runs once, alone, and is freed
    (``teacher.cache_top_k > 0``), or from the Ollama answers' log-probabilities. Training then reads
-   them through :class:`CachedTeacher` instead of running a teacher.
+   them through ``source.CachedTeacher`` instead of running a teacher.
 
-A stop request during a phase raises :class:`~distill_gui.engine.teacher_cache.PhaseStopped`; what
+A stop request during a phase raises :class:`~distill_gui.engine.teacher.cache.PhaseStopped`; what
 was done is kept and the next start continues from there.
 """
 
@@ -24,22 +24,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import RunConfig
-from ..errors import ConfigError, ModelError
-from . import models as M
-from .data import Datasets
-from .events import Control, EventCallback, LogMessage, ignore_events
-from .teacher_answers import (ANSWERS_FILE, AnswerFile, AnswerSet, GenerationSettings, HFTeacher, OllamaTeacher,
-                              Prompt, generate_answers, is_ollama, split_prompts, summarize)
-from .teacher_cache import (CACHE_DIR, CacheKey, TeacherCache, TeacherTopK, examples_hash, model_files_hash,
-                            open_or_build, tokenizer_hash)
+from distill_gui import runfolder
+from distill_gui.config import RunConfig
+from distill_gui.engine import models as M
+from distill_gui.engine.data import Datasets
+from distill_gui.engine.teacher.answers import (
+    AnswerFile,
+    AnswerSet,
+    GenerationSettings,
+    HFTeacher,
+    OllamaTeacher,
+    Prompt,
+    generate_answers,
+    is_ollama,
+    split_prompts,
+    summarize,
+)
+from distill_gui.engine.teacher.cache import (
+    CacheKey,
+    TeacherCache,
+    TeacherTopK,
+    examples_hash,
+    model_files_hash,
+    open_or_build,
+    tokenizer_hash,
+)
+from distill_gui.errors import ConfigError, ModelError
+from distill_gui.events import Control, EventCallback, LogMessage, ignore_events
 
 PRECOMPUTE_BATCH = 8          # examples per teacher forward while caching
 ANSWER_ROWS_BATCH = 64        # examples per call when building rows from answers
 
 
 @dataclass
-class CachedTeacher:
+class TeacherCaches:
     """The cached teacher of a run: one cache per split and the vocabulary its ids live in."""
 
     train: TeacherCache
@@ -95,10 +113,10 @@ def answer_prompts(cfg: RunConfig, prompts: tuple[list[Prompt], list[Prompt]], r
     wanted_logprobs = is_ollama(cfg.teacher.model) and cfg.distill.loss != "ce"
     if not wanted_logprobs:
         settings = dataclasses.replace(settings, top_logprobs=0)
-    answers = AnswerFile(run_dir / ANSWERS_FILE)
+    answers = AnswerFile(run_dir / runfolder.TEACHER_ANSWERS)
     everything = prompts[0] + prompts[1]
     if is_ollama(cfg.teacher.model):
-        from .teacher_targets import AnswerAligner
+        from distill_gui.engine.teacher.targets import AnswerAligner
 
         aligner = AnswerAligner(_student_tokenizer(cfg), k=settings.top_logprobs, loss_on=cfg.data.loss_on)
         teacher = OllamaTeacher(cfg.teacher.model[len("ollama:"):], settings, estimate=aligner.estimate)
@@ -137,7 +155,7 @@ def _student_tokenizer(cfg: RunConfig):
 
 def prepare_cache(cfg: RunConfig, run_dir: Path, *, tokenizer, datasets: Datasets, answers: AnswerSet | None,
                   device: str, teacher_dtype: str, precision: str, autocast: Callable[[], Any],
-                  on_event: EventCallback = ignore_events, control: Control | None = None) -> CachedTeacher | None:
+                  on_event: EventCallback = ignore_events, control: Control | None = None) -> TeacherCaches | None:
     """Open (or build) the teacher caches of the train and eval examples.
 
     Returns:
@@ -148,7 +166,7 @@ def prepare_cache(cfg: RunConfig, run_dir: Path, *, tokenizer, datasets: Dataset
         PhaseStopped: stop requested during the build (the partial cache is kept).
         ModelError: an HF teacher's tokenizer does not match the student's.
     """
-    folder = run_dir / CACHE_DIR
+    folder = run_dir / runfolder.TEACHER_CACHE
     splits = [("train", datasets.train), ("eval", datasets.eval)]
     common = dict(on_event=on_event, control=control)
     if is_ollama(cfg.teacher.model):
@@ -173,11 +191,11 @@ def prepare_cache(cfg: RunConfig, run_dir: Path, *, tokenizer, datasets: Dataset
                                              what="teacher's top-k", **common)
     finally:
         producer.close()
-    return CachedTeacher(caches["train"], caches.get("eval"), vocab)
+    return TeacherCaches(caches["train"], caches.get("eval"), vocab)
 
 
-def _answer_caches(cfg: RunConfig, folder: Path, splits, tokenizer, answers: AnswerSet, common) -> CachedTeacher:
-    from .teacher_targets import AnswerAligner, AnswerTargets
+def _answer_caches(cfg: RunConfig, folder: Path, splits, tokenizer, answers: AnswerSet, common) -> TeacherCaches:
+    from distill_gui.engine.teacher.targets import AnswerAligner, AnswerTargets
 
     vocab = len(tokenizer)
     aligner = AnswerAligner(tokenizer, k=cfg.teacher.top_logprobs, loss_on=cfg.data.loss_on)
@@ -195,7 +213,7 @@ def _answer_caches(cfg: RunConfig, folder: Path, splits, tokenizer, answers: Ans
         common["on_event"](LogMessage(f"Soft targets from the teacher's log-probabilities for {aligned:,} of "
                                       f"{total:,} answers (the others: the answer tokens as hard targets).",
                                       "info" if aligned == total else "warning"))
-    return CachedTeacher(caches["train"], caches.get("eval"), vocab)
+    return TeacherCaches(caches["train"], caches.get("eval"), vocab)
 
 
 def _answers_hash(pairs) -> str:
@@ -230,7 +248,7 @@ class _LazyTopK:
 
     def __call__(self, examples):
         if self.rows is None:
-            from .events import PhaseProgress
+            from distill_gui.events import PhaseProgress
 
             cfg = self.cfg
             self.on_event(PhaseProgress("load", 0, 1, "", f"loading the teacher {cfg.teacher.model} to cache its "
@@ -247,7 +265,7 @@ class _LazyTopK:
         """Free the teacher (the point of the cache: it never shares the device with the student)."""
         if self.teacher is None:
             return
-        from .device import release_cached_memory
+        from distill_gui.engine.device import release_cached_memory
 
         self.teacher = self.rows = None
         release_cached_memory(self.device)

@@ -53,24 +53,14 @@ that size is page-faulted in again every time); ``release_workspace()`` frees th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from ..config import LOSSES
-from . import loss_kernels as K
-from .fused_loss import FusedDistillLoss, FusedPlan, Head, project, release_workspace
+from distill_gui.engine.losses import kernels as K
+from distill_gui.engine.losses.fused import FusedDistillLoss, FusedPlan, Head, project
+from distill_gui.engine.losses.spec import IGNORE_INDEX, LossResult, LossSpec
 
-if TYPE_CHECKING:
-    from ..config import DistillConfig
-
-__all__ = ["IGNORE_INDEX", "TAIL_FLOOR", "TOP_K_MODES", "LossResult", "LossSpec", "auto_chunk_tokens",
-           "distill_loss", "release_workspace"]
-
-IGNORE_INDEX = -100
-TOP_K_MODES = ("renorm", "tail")
-TAIL_FLOOR = K.TAIL_FLOOR
 #: Automatic chunk size: about this many float32 values per (chunk x vocabulary) buffer (64 MiB on
 #: the CPU: single-threaded as fast as 8 MiB chunks, and fewer chunks mean fewer parallel regions,
 #: which matters on a busy machine, and fewer passes over the head-weight gradient; a GPU wants
@@ -82,58 +72,8 @@ AUTO_CHUNK_MAX = {"cpu": 2048, "cuda": 8192}
 AUTO_CHUNK_MIN = 16
 
 
-@dataclass(frozen=True)
-class LossSpec:
-    """What to compute: the divergence and its settings (see the module docstring)."""
-
-    loss: str = "forward_kl"
-    temperature: float = 2.0
-    alpha: float = 0.9
-    beta: float = 0.5
-    skew: float = 0.1
-    top_k: int = 0
-    top_k_mode: str = "renorm"
-    chunk_tokens: int = 0
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        for name in ("alpha", "beta", "skew"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {value}")
-        if self.top_k < 0 or self.chunk_tokens < 0:
-            raise ValueError("top_k and chunk_tokens must be >= 0")
-        if self.top_k_mode not in TOP_K_MODES:
-            raise ValueError(f"top_k_mode must be renorm or tail, got {self.top_k_mode!r}")
-
-    @classmethod
-    def from_config(cls, distill: "DistillConfig") -> "LossSpec":
-        """The spec of a RunConfig's [distill] section."""
-        return cls(loss=distill.loss, temperature=float(distill.temperature), alpha=float(distill.alpha),
-                   beta=float(distill.beta), skew=float(distill.skew), top_k=int(distill.top_k),
-                   top_k_mode=distill.top_k_mode, chunk_tokens=int(distill.chunk_tokens))
 
 
-@dataclass
-class LossResult:
-    """The result of one call.
-
-    Attributes:
-        loss: scalar to backward(): alpha * kd + (1 - alpha) * ce (ce alone for loss "ce").
-        kd: detached scalar, the T^2-scaled KD term with the same normalisation.
-        ce: detached scalar, the hard-label cross-entropy (T = 1), same normalisation.
-        agree: detached scalar, counted tokens where student and teacher argmax agree (NaN for "ce").
-        n_tokens: counted tokens (labels != -100) in this call.
-    """
-
-    loss: torch.Tensor
-    kd: torch.Tensor
-    ce: torch.Tensor
-    agree: torch.Tensor
-    n_tokens: int
 
 
 def auto_chunk_tokens(vocab: int, device: str = "cpu") -> int:

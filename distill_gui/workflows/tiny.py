@@ -16,6 +16,8 @@ import random
 from pathlib import Path
 from typing import Iterable
 
+from distill_gui.engine.models.loading import save_tokenizer
+
 QWEN_SPLIT_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -132,8 +134,16 @@ def make_tiny_model(arch: str, vocab_size: int, *, hidden: int = 64, layers: int
         rope_scaling: e.g. Llama-3.1 style ``{"rope_type": "llama3", ...}``.
     """
     import torch
-    from transformers import (LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
-                              Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
 
     classes = {
         "llama": (LlamaConfig, LlamaForCausalLM),
@@ -162,9 +172,6 @@ def make_tiny_model(arch: str, vocab_size: int, *, hidden: int = 64, layers: int
     return model
 
 
-def save_tokenizer(tokenizer, folder: str | Path) -> None:
-    """Save a tokenizer with its chat template inside tokenizer_config.json (Ollama reads it only there)."""
-    tokenizer.save_pretrained(str(folder), save_jinja_files=False)
 
 
 def build_tiny_pair(folder: str | Path, *, style: str = "qwen", arch: str = "qwen2", vocab_size: int = 512,

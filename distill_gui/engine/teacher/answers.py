@@ -30,13 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import DataError, ModelError
-from ..paths import write_text_atomic
-from .data import Row, read_rows, split_eval
-from .events import Control, EventCallback, LogMessage, PhaseProgress, ignore_events
-from .teacher_cache import PhaseStopped, Throttle
+from distill_gui.engine.data import Row, read_rows, split_eval
+from distill_gui.errors import DataError, ModelError
+from distill_gui.events import Control, EventCallback, LogMessage, PhaseProgress, PhaseStopped, Throttle, ignore_events
+from distill_gui.paths import write_text_atomic
 
-ANSWERS_FILE = "teacher-answers.jsonl"
 OLLAMA_PREFIX = "ollama:"
 #: A prompt counts as shortened when Ollama evaluated fewer than this share of the estimated tokens...
 TRUNCATION_RATIO = 0.75
@@ -273,7 +271,7 @@ class OllamaTeacher:
 
     def __init__(self, model: str, settings: GenerationSettings, host: str | None = None,
                  estimate: Callable[[Prompt], int] | None = None) -> None:
-        from ..ollama import OllamaClient
+        from distill_gui.ollama import OllamaClient
 
         self.model, self.settings, self.estimate = model, settings, estimate
         self.client = OllamaClient(host, stream_timeout=900.0)
@@ -341,8 +339,8 @@ class HFTeacher:
 
     def __init__(self, ref: str, settings: GenerationSettings, *, dtype: str, device: str, load_in: str = "full",
                  trust_remote_code: bool = False, on_event: EventCallback = ignore_events) -> None:
-        from . import models as M
-        from .teacher_cache import model_files_hash
+        from distill_gui.engine import models as M
+        from distill_gui.engine.teacher.cache import model_files_hash
 
         folder = M.resolve_model(ref, trust_remote_code=trust_remote_code, on_event=on_event, role="teacher")
         self.settings, self.device = settings, device
@@ -397,7 +395,7 @@ class HFTeacher:
 
     def close(self) -> None:
         """Free the teacher's memory (accelerator included)."""
-        from .device import release_cached_memory
+        from distill_gui.engine.device import release_cached_memory
 
         self.model = None
         release_cached_memory(self.device)

@@ -25,9 +25,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import IGNORE, Encoded, Example, Row, encode_row, render_chat
-from .teacher_answers import Answer, Prompt
-from .teacher_cache import PAD_LOGPROB
+from distill_gui.engine.data import IGNORE, Encoded, Example, Row, encode_row, render_chat
+from distill_gui.engine.teacher.answers import Answer, Prompt
+from distill_gui.engine.teacher.cache import PAD_LOGPROB
 
 NO_LIMIT = 1 << 30
 

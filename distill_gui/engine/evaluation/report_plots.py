@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..paths import read_jsonl_objects
+from distill_gui.paths import read_jsonl_objects
 
 LOSS_PNG = "loss.png"
 AGREEMENT_PNG = "agreement.png"

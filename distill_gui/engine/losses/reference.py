@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from .losses import IGNORE_INDEX, TAIL_FLOOR, LossResult, LossSpec
+from distill_gui.engine.losses.spec import IGNORE_INDEX, TAIL_FLOOR, LossResult, LossSpec
 
 
 def _softmax64(x: torch.Tensor) -> torch.Tensor:

@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..config import RunConfig
-from ..errors import DistillError, UserInputError
-from ..paths import write_text_atomic
-from . import demo_corpus as corpus
-from .events import Control, EventCallback, LogMessage, PhaseProgress, StepMetrics, ignore_events
+from distill_gui import runfolder
+from distill_gui.config import RunConfig
+from distill_gui.errors import DistillError, UserInputError
+from distill_gui.events import Control, EventCallback, LogMessage, PhaseProgress, StepMetrics, ignore_events
+from distill_gui.paths import write_text_atomic
+from distill_gui.runfolder import RunFolder
+from distill_gui.workflows import demo_corpus as corpus
 
 MARKER = "demo.json"
 STUDENT_NAME = "distill-demo-student"
@@ -94,7 +96,7 @@ class DemoResult:
 
 
 def default_out_dir() -> Path:
-    from ..paths import user_data_dir
+    from distill_gui.paths import user_data_dir
 
     return user_data_dir() / "demo"
 
@@ -149,19 +151,20 @@ def _run(out_dir: Path, spec: DemoSize, seed: int, ollama_host: str | None, regi
     student_cfg = student_config(out, spec, seed, teacher, files)
     student_run = _train(student_cfg, "the student", on_event, control).run_dir
     stages.next(f"training the CE control ({spec.student_steps} steps, same data)")
-    from .report import CONTROL_DIR, evaluate_run, run_control, write_report
+    from distill_gui.engine.evaluation.report import evaluate_run, write_report
+    from distill_gui.workflows.control import run_control
 
     run_control(student_run, student_cfg, steps=spec.student_steps, on_event=_progress("the CE control", on_event),
                 control=control)
     stages.check()
 
     stages.next("exporting GGUF + Modelfile")
-    result_exports = export_models({"student": student_run / "final", "teacher": teacher}, student_run.parent,
+    result_exports = export_models({"student": RunFolder(student_run).final, "teacher": teacher}, student_run.parent,
                                    ollama_host=ollama_host, register=register, on_event=on_event)
     stages.next("answering the held-out questions")
     questions = heldout_questions(spec, seed)
-    folders = {"teacher": teacher, "before": student_run / "student-init", "after": student_run / "final",
-               "control": student_run / CONTROL_DIR / "final"}
+    folders = {"teacher": teacher, "before": student_run / runfolder.DERIVED, "after": RunFolder(student_run).final,
+               "control": RunFolder(student_run / runfolder.CONTROL).final}
     by_kind = {role: task_accuracy_of(folder, questions) for role, folder in folders.items()}
     accuracy = {role: kinds.pop("all") for role, kinds in by_kind.items()}
     stages.next("evaluating and writing the report")
@@ -213,7 +216,7 @@ def _progress(what: str, on_event: EventCallback) -> EventCallback:
 
 
 def _train(cfg: RunConfig, what: str, on_event: EventCallback, control: Control):
-    from .trainer import train
+    from distill_gui.engine.trainer import train
 
     result = train(cfg, on_event=_progress(what, on_event), control=control)
     if result.stopped_early:
@@ -258,7 +261,7 @@ def write_corpus(folder: Path, spec: DemoSize, seed: int) -> dict[str, Path]:
 
 def build_teacher_init(folder: Path, spec: DemoSize, seed: int) -> Path:
     """An untrained teacher (Qwen2 architecture) with a BPE tokenizer trained on the demo's text."""
-    from .tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
+    from distill_gui.workflows.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer(corpus.tokenizer_texts(seed), vocab_size=spec.vocab, style="qwen")
     model = make_tiny_model("qwen2", len(tokenizer), hidden=spec.hidden, layers=spec.teacher_layers, heads=4,
@@ -313,8 +316,8 @@ def heldout_questions(spec: DemoSize, seed: int) -> list[corpus.Question]:
 
 def task_accuracy_of(model_dir: Path, questions: Sequence[corpus.Question]) -> dict[str, float]:
     """Share of questions a model answers exactly right (greedy), overall ("all") and per task."""
-    from . import models as M
-    from .evaluate import greedy_generate, stop_ids
+    from distill_gui.engine import models as M
+    from distill_gui.engine.evaluation.evaluate import greedy_generate, stop_ids
 
     tokenizer = M.load_tokenizer(model_dir)
     model = M.load_model(model_dir, dtype="float32", device="cpu", ref=str(model_dir))
@@ -342,8 +345,8 @@ def export_models(models: dict[str, Path], runs_dir: Path, *, ollama_host: str |
     Returns:
         (role -> GGUF path, names registered, a sentence about Ollama).
     """
-    from ..export import export_model
-    from ..ollama import OllamaClient
+    from distill_gui.ollama import OllamaClient
+    from distill_gui.workflows.publish import publish
 
     names = {"student": STUDENT_NAME, "teacher": TEACHER_NAME}
     running, host = False, ollama_host or "the default address"
@@ -352,13 +355,12 @@ def export_models(models: dict[str, Path], runs_dir: Path, *, ollama_host: str |
             running, host = client.is_running(), client.host
     paths, registered, problems = {}, [], []
     for role, folder in models.items():
-        result = export_model(folder, folder.parent / "export", gguf_type="f16", name=names[role], register=running,
-                              ollama_host=ollama_host,
-                              on_progress=lambda e: on_event(PhaseProgress("export", e.done, e.total, e.unit,
-                                                                           e.message)))
-        paths[role] = result.gguf_path
+        result = publish(folder, folder.parent / "export", gguf_type="f16", name=names[role], register=running,
+                         host=ollama_host,
+                         on_progress=lambda e: on_event(PhaseProgress("export", e.done, e.total, e.unit, e.message)))
+        paths[role] = result.export.gguf_path
         if result.registered:
-            registered.append(result.name)
+            registered.append(result.export.name)
         elif running and result.register_error:
             problems.append(result.register_error)
     if not register:

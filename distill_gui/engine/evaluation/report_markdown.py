@@ -1,6 +1,6 @@
 """The text of ``report.md``: a table of the evaluation, what distillation added, the plots, samples, notes.
 
-Pure string building from a :class:`~distill_gui.engine.report.RunEvaluation` (no I/O, no torch), so
+Pure string building from a :class:`~distill_gui.engine.evaluation.results.RunEvaluation` (no I/O, no torch), so
 the wording is easy to test. Renders in any Markdown viewer and in the app's Runs page (Qt's Markdown).
 """
 
@@ -9,12 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
-from .report_plots import AGREEMENT_PNG, BEFORE_AFTER_PNG, LOSS_PNG
-
-if TYPE_CHECKING:
-    from .report import ModelResult, RunEvaluation
+from distill_gui.engine.evaluation.report_plots import AGREEMENT_PNG, BEFORE_AFTER_PNG, LOSS_PNG
+from distill_gui.engine.evaluation.results import ModelResult, RunEvaluation
 
 PLOT_TITLES = {LOSS_PNG: "Loss over the run", AGREEMENT_PNG: "Agreement with the teacher over the run",
                BEFORE_AFTER_PNG: "Before and after"}

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import liger
+from distill_gui.engine.losses import liger
+from distill_gui.engine.losses.spec import TAIL_FLOOR
 
 #: Floor for the teacher's tail mass computed from cached top-k log-probabilities, which can round
 #: to a sum of probabilities >= 1 (bf16/fp16 caches). Keeps log(tail) finite.
-TAIL_FLOOR = 1e-8
 
 
 class Workspace:

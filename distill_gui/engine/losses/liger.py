@@ -93,7 +93,9 @@ def jsd_sum_and_grad(lq: torch.Tensor, lp: torch.Tensor, beta: float, jsd: JsdFn
 
 def _reference_jsd(lq: torch.Tensor, lp: torch.Tensor, beta: float) -> torch.Tensor:
     """Our definition per row, float64 (the tests' oracle, losses_reference): the probe's yardstick."""
-    from .losses_reference import divergence  # imported here: losses_reference -> losses -> loss_kernels -> us
+    from distill_gui.engine.losses.reference import (
+        divergence,  # imported when first probed: the reference is needed only then
+    )
 
     return divergence("jsd", lp.double().exp(), lq.double().exp(), beta, 0.0)
 
