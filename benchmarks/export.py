@@ -70,8 +70,10 @@ def build_model(folder: Path, params_m: int) -> int:
 
 CASES = {
     "copy": "import shutil,sys; shutil.copyfile(sys.argv[1] + '/model.safetensors', sys.argv[2])",
-    "ours f16": "import sys; from distill_gui.export import export_gguf; export_gguf(sys.argv[1], sys.argv[2], gguf_type='f16')",
-    "ours q8_0": "import sys; from distill_gui.export import export_gguf; export_gguf(sys.argv[1], sys.argv[2], gguf_type='q8_0')",
+    "ours f16": "import sys; from distill_gui.export import export_gguf; export_gguf(sys.argv[1], sys.argv[2], "
+                "gguf_type='f16')",
+    "ours q8_0": "import sys; from distill_gui.export import export_gguf; export_gguf(sys.argv[1], sys.argv[2], "
+                 "gguf_type='q8_0')",
     "in-memory f16": """
 import sys, numpy as np, gguf
 from distill_gui.export.gguf_file import plan_export, _write_metadata, _add_general, _add_hparams, _block_jobs

@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="llama.cpp pre-tokenizer name to use when it cannot be detected")
     p.add_argument("--num-ctx", dest="num_ctx", type=int, default=None,
                    help="context window written to the Modelfile (default min(4096, trained context))")
-    p.add_argument("--ollama-host", dest="ollama_host", default=None, help="Ollama URL (default OLLAMA_HOST or 127.0.0.1:11434)")
+    p.add_argument("--ollama-host", dest="ollama_host", default=None, help="Ollama URL (default OLLAMA_HOST or "
+                                                                           "127.0.0.1:11434)")
 
     p = sub.add_parser("compare", help="send one prompt to two Ollama models at once and compare speed")
     p.add_argument("model_a")

@@ -45,12 +45,14 @@ def _f(default: Any, help: str, choices: tuple | None = None, **limits: Any) -> 
 
 @dataclass
 class TeacherConfig:
-    model: str = _f("", "Teacher: a Hugging Face hub id, a local model folder, or ollama:<name> for a black-box teacher.")
+    model: str = _f("", "Teacher: a Hugging Face hub id, a local model folder, or ollama:<name> for a black-box "
+                        "teacher.")
     dtype: str = _f("auto", "Precision the teacher is loaded in; auto picks bf16 on GPUs that support it.",
                     ("auto", "float32", "bfloat16", "float16"))
     load_in: str = _f("full", "Load the teacher quantized to 8 or 4 bits (CUDA + bitsandbytes) to save GPU memory.",
                       ("full", "8bit", "4bit"))
-    trust_remote_code: bool = _f(False, "Allow running Python code shipped with the model repository (off unless you trust it).")
+    trust_remote_code: bool = _f(False, "Allow running Python code shipped with the model repository (off unless you "
+                                        "trust it).")
     cache_top_k: int = _f(0, "0 runs the teacher next to the student; k > 0 runs it once over the data first, stores "
                              "its top-k log-probabilities on disk (32-128 is typical) and trains from that cache, so "
                              "teacher and student never share the GPU.", min=0, max=1024)
@@ -58,8 +60,8 @@ class TeacherConfig:
                                      "its token id) or float32 (8 bytes, exact).", ("float16", "float32"))
     generate: bool = _f(False, "Let the teacher write the answers first (sequence-level KD): [data] train then holds "
                                "prompts ({\"prompt\"} or {\"messages\"} rows). Always on for an ollama: teacher.")
-    gen_temperature: float = _f(0.0, "Sampling temperature of the teacher's answers (0 = always its most likely token).",
-                                min=0.0)
+    gen_temperature: float = _f(0.0, "Sampling temperature of the teacher's answers (0 = always its most likely "
+                                     "token).", min=0.0)
     gen_seed: int = _f(42, "Seed of the teacher's sampling: the same seed gives the same answers.")
     gen_max_tokens: int = _f(512, "Longest answer the teacher may write, in its own tokens.", min=1)
     gen_num_ctx: int = _f(4096, "Context window an Ollama teacher runs with (the same for every request, so it never "
@@ -68,7 +70,8 @@ class TeacherConfig:
     gen_parallel: int = _f(2, "Prompts answered at once: requests in flight to Ollama, or the batch of an HF teacher.",
                            min=1, max=64)
     top_logprobs: int = _f(20, "Ollama teacher: alternatives per answer token (0-20), used as soft targets when its "
-                               "tokens line up with the student's tokenizer; 0 = learn the answers only.", min=0, max=20)
+                               "tokens line up with the student's tokenizer; 0 = learn the answers only.",
+                           min=0, max=20)
 
 
 @dataclass
@@ -79,21 +82,24 @@ class StudentConfig:
     dtype: str = _f("auto", "Precision of the student's weights.", ("auto", "float32", "bfloat16", "float16"))
     lora_rank: int = _f(0, "0 trains all weights; > 0 trains a LoRA of this rank and merges it into final/.", min=0)
     lora_alpha: int = _f(16, "LoRA scaling (alpha); the update is scaled by alpha / rank.", min=1)
-    trust_remote_code: bool = _f(False, "Allow running Python code shipped with the model repository (off unless you trust it).")
+    trust_remote_code: bool = _f(False, "Allow running Python code shipped with the model repository (off unless you "
+                                        "trust it).")
 
 
 @dataclass
 class DataConfig:
     train: str = _f("", "Training data: .txt (paragraphs) or .jsonl with text, prompt/response or messages rows.")
     eval: str = _f("", "Optional held-out file; when empty, eval_fraction of the training rows is held out.")
-    eval_fraction: float = _f(0.05, "Share of training rows held out for evaluation when no eval file is given.", min=0.0, max=0.5)
+    eval_fraction: float = _f(0.05, "Share of training rows held out for evaluation when no eval file is "
+                                    "given.", min=0.0, max=0.5)
     max_length: int = _f(1024, "Longest sequence in tokens; longer rows are truncated.", min=8)
     loss_on: str = _f("response", "Learn only the answers (response) or every token (all).", ("response", "all"))
 
 
 @dataclass
 class DistillConfig:
-    loss: str = _f("forward_kl", "Divergence between teacher and student; ce is plain fine-tuning without a teacher.", LOSSES)
+    loss: str = _f("forward_kl", "Divergence between teacher and student; ce is plain fine-tuning without a "
+                                 "teacher.", LOSSES)
     temperature: float = _f(2.0, "Softens both distributions; the KD term is scaled by T^2.", min_excl=0.0)
     alpha: float = _f(0.9, "Weight of the KD term: total = alpha * KD + (1 - alpha) * CE.", min=0.0, max=1.0)
     beta: float = _f(0.5, "JSD mixing weight between teacher and student.", min=0.0, max=1.0)
@@ -115,7 +121,8 @@ class TrainConfig:
     scheduler: str = _f("cosine", "Learning-rate schedule after warm-up.", ("cosine", "linear", "constant"))
     weight_decay: float = _f(0.0, "AdamW weight decay.", min=0.0)
     max_grad_norm: float = _f(1.0, "Clip gradients to this norm (0 = no clipping).", min=0.0)
-    optimizer: str = _f("adamw", "adamw, or adamw_8bit (bitsandbytes, CUDA) to save optimizer memory.", ("adamw", "adamw_8bit"))
+    optimizer: str = _f("adamw", "adamw, or adamw_8bit (bitsandbytes, CUDA) to save optimizer memory.",
+                        ("adamw", "adamw_8bit"))
     seed: int = _f(42, "Random seed for data order and initialisation.")
     device: str = _f("auto", "auto picks CUDA, then Apple MPS, then CPU; or cpu, cuda, cuda:N, mps.")
     precision: str = _f("auto", "Training precision; auto uses bf16 autocast on GPUs that support it.",
@@ -187,6 +194,11 @@ class RunConfig:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_text_atomic(path, self.to_toml())
+
+    def get(self, dotted_key: str) -> Any:
+        """The value of ``section.key`` (or a top-level key); the one way GUI and CLI read a key by name."""
+        section, _, key = dotted_key.rpartition(".")
+        return getattr(getattr(self, section) if section else self, key)
 
     def run_dir(self) -> Path:
         """The run folder ``<output_dir>/<name>``."""
@@ -264,22 +276,52 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     if not path.is_file():
         raise ConfigError(f"Config file not found: {path}. Pass the path of a .toml file "
                           f"(see the README for an example).")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}). Save the config as UTF-8.") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config ({exc.strerror}).") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}.") from None
+    data, text = read_toml(path)
     cfg = config_from_dict(data, source=str(path), text=text)
     for item in overrides:
         apply_override(cfg, item)
     resolve_paths(cfg, base_dir=path.parent)
     validate(cfg, source=str(path))
     return cfg
+
+
+def read_toml(path: str | os.PathLike) -> tuple[dict[str, Any], str]:
+    """The one TOML reader: (parsed dict, text) of a UTF-8 file.
+
+    Raises:
+        ConfigError: unreadable, not UTF-8, or invalid TOML (the message names the file, and the line).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}). Save the config as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror or exc}).") from None
+    return parse_toml(text, source=str(path)), text
+
+
+def parse_toml(text: str, *, source: str) -> dict[str, Any]:
+    """Parse TOML text; ConfigError naming ``source`` and the parser's line and column."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}.") from None
+
+
+# ---- teacher references ---------------------------------------------------------------------
+
+OLLAMA_PREFIX = "ollama:"
+
+
+def ollama_model(ref: str) -> str | None:
+    """The Ollama model name of a ``teacher.model = "ollama:<name>"`` reference; None for any other reference."""
+    return ref[len(OLLAMA_PREFIX):].strip() if ref.startswith(OLLAMA_PREFIX) else None
+
+
+def ollama_ref(name: str) -> str:
+    """The ``teacher.model`` value that names an Ollama model."""
+    return OLLAMA_PREFIX + name
 
 
 def apply_override(cfg: RunConfig, item: str) -> None:

@@ -780,7 +780,9 @@ def _done_line(model: str, chat: bool, reason: str) -> dict[str, Any]:
 def _accumulate(final: dict[str, Any], lines: list[dict[str, Any]], chat: bool) -> dict[str, Any]:
     """stream=false: one object with the text, thinking and logprobs of every line."""
     def text(line: dict[str, Any], key: str) -> str:
-        return (line.get("message") or {}).get(key, "") if chat else line.get("response" if key == "content" else key, "")
+        if chat:
+            return (line.get("message") or {}).get(key, "")
+        return line.get("response" if key == "content" else key, "")
 
     content = "".join(text(line, "content") for line in lines)
     thinking = "".join(text(line, "thinking") for line in lines)

@@ -131,7 +131,8 @@ def test_plan_prints_the_estimate_and_the_verdict(run_config, capsys):
 def test_progress_bar_redraws_in_place_on_a_terminal():
     import io
 
-    from distill_gui.commands.train import ProgressPrinter, format_duration
+    from distill_gui.commands.train import ProgressPrinter
+    from distill_gui.formatting import human_duration
     from distill_gui.events import EvalMetrics, StepMetrics
 
     class Terminal(io.StringIO):
@@ -146,6 +147,6 @@ def test_progress_bar_redraws_in_place_on_a_terminal():
     printer(EvalMetrics(step=2, loss=1.4, kd=1.0, ce=1.9, perplexity=6.7, agreement=0.5))
     text = out.getvalue()
     assert text.count("\r\033[K") == 3 and "\n" not in text.split("eval at step 2")[0]  # bar lines overwrite
-    assert "step 2/4 [############------------]  50%" in text and "agree 50.0%" in text and "ETA 2m05s" in text
+    assert "step 2/4 [############------------]  50%" in text and "agree 50.0%" in text and "ETA 2 min 05 s" in text
     assert text.endswith("eval at step 2: loss 1.4000, perplexity 6.70, agreement 50.0%\n")
-    assert format_duration(3725) == "1h02m" and format_duration(None) == "?"
+    assert human_duration(3725) == "1 h 02 min" and human_duration(None) == "–"

@@ -43,7 +43,7 @@ def test_both_answers_stream_then_a_table(ollama_server, capsys):
     finals = {s.model: s.final for s in ollama_server.streams}
     assert teacher[1] == "teacher:7b" and teacher[4] == str(finals["teacher:7b"]["eval_count"]) == "11"
     assert student[1:2] == ["student"] and student[4] == str(finals["student:latest"]["eval_count"]) == "1"
-    assert teacher[6] == "5.6 GB (100% GPU)" and student[6] == "0.6 GB (100% CPU)"
+    assert teacher[6] == "5.22 GiB (100% GPU)" and student[6] == "572 MiB (100% CPU)"   # 5.6e9 and 0.6e9 bytes
     assert teacher[-1] == student[-1] == "stop"
     assert re.fullmatch(r"\d+\.\d\d s", teacher[2]) and re.fullmatch(r"\d+\.\d", teacher[3])
 

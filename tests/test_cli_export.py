@@ -17,7 +17,8 @@ def student(tmp_path_factory, tiny_texts):
 
     tok = train_bpe_tokenizer(tiny_texts, vocab_size=512, style="qwen")
     folder = tmp_path_factory.mktemp("run") / "final"
-    make_tiny_model("qwen2", len(tok), tie=True, init_std=0.2, eos_token_id=tok.eos_token_id).save_pretrained(str(folder))
+    model = make_tiny_model("qwen2", len(tok), tie=True, init_std=0.2, eos_token_id=tok.eos_token_id)
+    model.save_pretrained(str(folder))
     save_tokenizer(tok, folder)
     return folder
 

@@ -19,6 +19,7 @@ import time
 from typing import TextIO
 
 from distill_gui.errors import EXIT_FAILURE, EXIT_OK, EXIT_USER_ERROR, UserInputError
+from distill_gui.formatting import human_bytes
 from distill_gui.ollama import OllamaClient
 from distill_gui.ollama.compare import CompareEvent, SideResult, compare_models
 
@@ -77,7 +78,7 @@ def _memory(result: SideResult) -> str:
         return "-"
     gpu = round(loaded.gpu_fraction * 100)
     where = "100% GPU" if gpu >= 100 else "100% CPU" if gpu <= 0 else f"{100 - gpu}% CPU/{gpu}% GPU"
-    return f"{loaded.size / 1e9:.1f} GB ({where})"
+    return f"{human_bytes(loaded.size)} ({where})"
 
 
 def _is_terminal(out: TextIO) -> bool:

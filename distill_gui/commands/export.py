@@ -13,6 +13,7 @@ from typing import TextIO
 
 from distill_gui.errors import EXIT_FAILURE, EXIT_OK
 from distill_gui.events import PhaseProgress
+from distill_gui.formatting import human_bytes
 from distill_gui.workflows.publish import publish
 
 
@@ -49,9 +50,8 @@ def run(args: argparse.Namespace) -> int:
         quantize=args.quantize, host=args.ollama_host, on_progress=ProgressPrinter(sys.stderr))
     result = done.export
     info, spec = result.gguf, result.modelfile
-    mb = info.nbytes / 1e6
-    print(f"wrote {result.gguf_path} ({mb:.1f} MB, {info.gguf_type}, {info.arch}, "
-          f"{mb / max(info.seconds, 1e-9):.0f} MB/s)")
+    print(f"wrote {result.gguf_path} ({human_bytes(info.nbytes)}, {info.gguf_type}, {info.arch}, "
+          f"{human_bytes(info.nbytes / max(info.seconds, 1e-9))}/s)")
     template = f"TEMPLATE for {spec.family}" if spec.template else "no TEMPLATE (the GGUF's chat template is used)"
     print(f"wrote {result.modelfile_path} ({template}; stop {', '.join(spec.stop) or 'none'}; "
           f"num_ctx {spec.parameters['num_ctx']})")

@@ -28,6 +28,7 @@ from distill_gui.events import (
     RunStarted,
     StepMetrics,
 )
+from distill_gui.formatting import human_bytes, human_count, human_duration
 
 BAR_WIDTH = 24
 
@@ -123,8 +124,8 @@ class ProgressPrinter:
         if event.phase == "tokenize" and not finished and not self.tty:
             return  # one line per file off a terminal
         if event.phase == "download":
-            done = _size(event.done)
-            text = f"{event.message}: {done}" + (f" of {_size(event.total)}" if event.total else "")
+            done = human_bytes(event.done)
+            text = f"{event.message}: {done}" + (f" of {human_bytes(event.total)}" if event.total else "")
         elif event.unit == "rows" and event.total:
             text = f"{event.message}: {int(event.done):,}/{int(event.total):,} rows"
         else:
@@ -146,15 +147,16 @@ def format_step(m: StepMetrics) -> str:
     if not math.isnan(m.agreement):
         parts.append(f"agree {m.agreement:.1%}")
     parts.append(f"{m.tokens_per_s:,.0f} tok/s")
-    parts.append(f"ETA {format_duration(m.eta_s)}" if m.eta_s is not None else "ETA ?")
+    parts.append(f"ETA {human_duration(m.eta_s)}" if m.eta_s is not None else "ETA ?")
     return "  ".join(parts)
 
 
 def format_start(e: RunStarted) -> str:
-    teacher = f"teacher {_count(e.teacher_params)}, " if e.teacher_params else ""
+    teacher = f"teacher {human_count(e.teacher_params)}, " if e.teacher_params else ""
     start = f", resuming at step {e.start_step}" if e.start_step else ""
-    return (f"run folder {e.run_dir}\n{teacher}student {_count(e.student_params)} ({_count(e.trainable_params)} "
-            f"trainable) on {e.device}, {e.precision}; {e.total_steps} steps{start}")
+    student, trained = human_count(e.student_params), human_count(e.trainable_params)
+    return (f"run folder {e.run_dir}\n{teacher}student {student} ({trained} trainable) on {e.device}, "
+            f"{e.precision}; {e.total_steps} steps{start}")
 
 
 def format_eval(e: EvalMetrics) -> str:
@@ -169,7 +171,7 @@ def format_finished(e: Finished, config_path: str) -> str:
                 f"continue with: distill-gui train {config_path}")
     head = (f"stopped at step {e.step} of {s.get('total_steps', '?')}" if e.stopped_early
             else f"finished {e.step} steps")
-    parts = [f"{head} in {format_duration(s.get('elapsed_s'))}"]
+    parts = [f"{head} in {human_duration(s.get('elapsed_s'))}"]
     if "perplexity" in s:
         was = f" (was {s['initial_perplexity']:.2f})" if "initial_perplexity" in s else ""
         parts.append(f"eval perplexity {s['perplexity']:.2f}{was}")
@@ -180,22 +182,3 @@ def format_finished(e: Finished, config_path: str) -> str:
     if e.stopped_early:
         text += f"\ncontinue with: distill-gui train {config_path} --resume"
     return text
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
-
-
-def _size(n: float | None) -> str:
-    return "?" if n is None else f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"

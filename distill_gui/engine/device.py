@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 
 from distill_gui.errors import ConfigError
+from distill_gui.formatting import human_bytes
 
 PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -172,12 +173,12 @@ def release_cached_memory(device: str) -> None:
 
 
 def device_description(device: str) -> str:
-    """A short human name: ``"cuda:0 (NVIDIA H100, 80 GB)"``, ``"cpu (2 threads)"``."""
+    """A short human name: ``"cuda:0 (NVIDIA H100, 79.2 GiB)"``, ``"cpu (2 threads)"``."""
     import torch
 
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
-        return f"{device} ({props.name}, {props.total_memory / 1e9:.0f} GB)"
+        return f"{device} ({props.name}, {human_bytes(props.total_memory)})"
     if device == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return device

@@ -30,9 +30,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from distill_gui.config import RunConfig
+from distill_gui.config import RunConfig, ollama_model
 from distill_gui.engine.device import DTYPE_BYTES, available_memory, choose, resolve_device
 from distill_gui.engine.models import ModelInfo, inspect_model
+from distill_gui.formatting import human_bytes, human_count
 
 GB = 1e9
 LOSS_BUFFERS = 6                     # chunk x V float32 buffers alive at once inside the loss
@@ -75,18 +76,18 @@ class MemoryPlan:
     def summary(self) -> str:
         """Plain words: what it needs, what there is, each part, and what to change."""
         lines = []
-        where = f"{_gb(self.available_bytes)} free on {self.device}" if self.available_bytes else \
+        where = f"{human_bytes(self.available_bytes)} free on {self.device}" if self.available_bytes else \
             f"unknown free memory on {self.device}"
         verdict = "fits" if self.fits else ("does not fit" if self.available_bytes else "cannot tell")
-        lines.append(f"Needs about {_gb(self.needed_bytes)} of {where}: {verdict}.")
+        lines.append(f"Needs about {human_bytes(self.needed_bytes)} of {where}: {verdict}.")
         width = max(len(item.name) for item in self.items)
         for item in self.items:
             note = f"  ({item.note})" if item.note else ""
-            lines.append(f"  {item.name.ljust(width)}  {_gb(item.bytes).rjust(9)}{note}")
+            lines.append(f"  {item.name.ljust(width)}  {human_bytes(item.bytes).rjust(9)}{note}")
         if self.teacher_phase:
             lines.append(f"Before training the teacher runs alone: about "
-                         f"{_gb(sum(item.bytes for item in self.teacher_phase))}.")
-            lines += [f"  {item.name.ljust(width)}  {_gb(item.bytes).rjust(9)}" for item in self.teacher_phase]
+                         f"{human_bytes(sum(item.bytes for item in self.teacher_phase))}.")
+            lines += [f"  {item.name.ljust(width)}  {human_bytes(item.bytes).rjust(9)}" for item in self.teacher_phase]
         if self.advice:
             lines.append("To make it fit:" if not self.fits else "To save memory:")
             lines += [f"  - {text}" for text in self.advice]
@@ -127,7 +128,7 @@ class _Shapes:
     @classmethod
     def of(cls, cfg: RunConfig, teacher: ModelInfo | None, student: ModelInfo | None) -> "_Shapes":
         needs_teacher = cfg.distill.loss != "ce" or cfg.student.model == "teacher" or cfg.teacher.generate
-        if cfg.teacher.model.startswith("ollama:"):  # served by Ollama: none of our memory
+        if ollama_model(cfg.teacher.model) is not None:  # served by Ollama: none of our memory
             needs_teacher, teacher = False, None
         if teacher is None and needs_teacher:
             teacher = inspect_model(cfg.teacher.model, trust_remote_code=cfg.teacher.trust_remote_code)
@@ -148,16 +149,16 @@ class _Shapes:
 
 def _derived_info(teacher: ModelInfo, keep_layers: list[int]) -> ModelInfo:
     kept = len(keep_layers) or (teacher.layers + 1) // 2
-    per_layer = (teacher.parameters - _embedding_params(teacher)) / max(1, teacher.layers)
-    params = int(_embedding_params(teacher) + kept * per_layer)
+    per_layer = (teacher.parameters - _embeddinghuman_count(teacher)) / max(1, teacher.layers)
+    params = int(_embeddinghuman_count(teacher) + kept * per_layer)
     return dataclasses.replace(teacher, layers=kept, parameters=params, parameters_exact=False)
 
 
-def _embedding_params(info: ModelInfo) -> int:
+def _embeddinghuman_count(info: ModelInfo) -> int:
     return info.vocab_rows * info.hidden_size * (1 if info.tied_embeddings else 2)
 
 
-def _lora_params(info: ModelInfo, rank: int) -> int:
+def _lorahuman_count(info: ModelInfo, rank: int) -> int:
     head_dim = info.hidden_size // max(1, info.attention_heads)
     kv = info.kv_heads * head_dim
     h, i = info.hidden_size, info.intermediate_size
@@ -175,16 +176,16 @@ def _estimate(cfg: RunConfig, device: str, shapes: _Shapes) -> list[MemoryItem]:
     items = []
     if t is not None:
         items.append(MemoryItem("teacher weights", _teacher_weight_bytes(t, cfg.teacher.load_in, choice.teacher_dtype),
-                                f"{_params(t.parameters)} parameters, "
+                                f"{human_count(t.parameters)} parameters, "
                                 f"{cfg.teacher.load_in if cfg.teacher.load_in != 'full' else choice.teacher_dtype}"))
     student_bytes = DTYPE_BYTES[choice.student_dtype]
-    trainable = _lora_params(s, cfg.student.lora_rank) if cfg.student.lora_rank else s.parameters
+    trainable = _lorahuman_count(s, cfg.student.lora_rank) if cfg.student.lora_rank else s.parameters
     optimizer_bytes = 2 if cfg.train.optimizer == "adamw_8bit" else 8
     items += [
         MemoryItem("student weights", s.parameters * student_bytes + (trainable * 4 if cfg.student.lora_rank else 0),
-                   f"{_params(s.parameters)} parameters, {choice.student_dtype}"),
+                   f"{human_count(s.parameters)} parameters, {choice.student_dtype}"),
         MemoryItem("gradients", trainable * (4 if cfg.student.lora_rank else student_bytes),
-                   f"{_params(trainable)} trainable" + (f" (LoRA rank {cfg.student.lora_rank})"
+                   f"{human_count(trainable)} trainable" + (f" (LoRA rank {cfg.student.lora_rank})"
                                                            if cfg.student.lora_rank else "")),
         MemoryItem("optimizer state", trainable * optimizer_bytes, cfg.train.optimizer),
         MemoryItem("activations", _student_activation_bytes(s, cfg, kind, act_bytes),
@@ -209,7 +210,7 @@ def _cache_rows(cfg: RunConfig, shapes: _Shapes) -> int:
     """Entries per position the trainer reads from a teacher cache (0 = no cache)."""
     if cfg.distill.loss == "ce":
         return 0
-    if cfg.teacher.model.startswith("ollama:"):
+    if ollama_model(cfg.teacher.model) is not None:
         return max(1, cfg.teacher.top_logprobs)
     return cfg.teacher.cache_top_k if shapes.teacher is not None else 0
 
@@ -245,7 +246,7 @@ def _needed(cfg: RunConfig, device: str, shapes: _Shapes) -> int:
 
 
 def _teacher_weight_bytes(info: ModelInfo, load_in: str, dtype: str) -> int:
-    embeddings = _embedding_params(info)
+    embeddings = _embeddinghuman_count(info)
     body = max(0, info.parameters - embeddings)
     per_weight = {"8bit": 1.02, "4bit": 0.56}.get(load_in)
     if per_weight is None:
@@ -315,21 +316,11 @@ def _advice(cfg: RunConfig, device: str, shapes: _Shapes, plan: MemoryPlan) -> l
         if saving >= max(0.01 * plan.needed_bytes, 1e6):  # leave out changes that barely matter
             scored.append((saving, text))
     scored.sort(reverse=True)
-    advice = [f"{text}: saves about {_gb(saving)}" for saving, text in scored]
+    advice = [f"{text}: saves about {human_bytes(saving)}" for saving, text in scored]
     missing = plan.needed_bytes - plan.available_bytes
     if scored and all(saving < missing for saving, _ in scored):
-        advice.append(f"no single change saves the missing {_gb(missing)}; combine several, or pick a smaller "
+        advice.append(f"no single change saves the missing {human_bytes(missing)}; combine several, or pick a smaller "
                       f"teacher or student")
     if not cuda:
         advice.append("a CUDA GPU would allow a quantized teacher and 8-bit AdamW")
     return advice
-
-
-def _gb(value: float) -> str:
-    if value < GB:
-        return f"{value / 1e6:.0f} MB" if value >= 1e6 else f"{value / 1e6:.2f} MB"
-    return f"{value / GB:.2f} GB" if value < 10 * GB else f"{value / GB:.1f} GB"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"

@@ -125,8 +125,8 @@ def _parameter_value(name: str, raw: str, number: int) -> Any:
         if not raw:
             raise ExportInputError(f"Modelfile line {number}: PARAMETER stop needs a value.")
         return raw
-    raise ExportInputError(f"Modelfile line {number}: unknown parameter {name!r}. Known: "
-                           f"{', '.join(sorted(INT_PARAMETERS | FLOAT_PARAMETERS | BOOL_PARAMETERS | LIST_PARAMETERS))}.")
+    known = sorted(INT_PARAMETERS | FLOAT_PARAMETERS | BOOL_PARAMETERS | LIST_PARAMETERS)
+    raise ExportInputError(f"Modelfile line {number}: unknown parameter {name!r}. Known: {', '.join(known)}.")
 
 
 def with_from(text: str, gguf_name: str) -> str:

@@ -8,18 +8,11 @@ accepts exactly what the TOML loader accepts and shows the same messages.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from distill_gui.config import RunConfig, config_from_dict
-from distill_gui.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from distill_gui.config import RunConfig, config_from_dict, parse_toml
 
 
 class ConfigStore(QObject):
@@ -41,8 +34,7 @@ class ConfigStore(QObject):
         return self._cfg.copy()
 
     def get(self, key: str) -> Any:
-        section, _, name = key.rpartition(".")
-        return getattr(getattr(self._cfg, section) if section else self._cfg, name)
+        return self._cfg.get(key)
 
     def set(self, key: str, value: Any) -> None:
         """Check and set one dotted key; emits ``changed(key)`` when the value differs.
@@ -60,7 +52,7 @@ class ConfigStore(QObject):
         trial = self._cfg.copy()
         for key, value in values.items():
             trial.set(key, value, source=key)
-        changed = [key for key in values if self.get(key) != _get(trial, key)]
+        changed = [key for key in values if self.get(key) != trial.get(key)]
         self._cfg = trial
         for key in changed:
             self.changed.emit(key)
@@ -75,13 +67,4 @@ class ConfigStore(QObject):
 
     def load_toml_text(self, text: str, *, source: str = "saved settings") -> None:
         """Replace the config from TOML text (no path resolution: the text is the GUI's own)."""
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: invalid TOML: {exc}.") from None
-        self.replace(config_from_dict(data, source=source, text=text))
-
-
-def _get(cfg: RunConfig, key: str) -> Any:
-    section, _, name = key.rpartition(".")
-    return getattr(getattr(cfg, section) if section else cfg, name)
+        self.replace(config_from_dict(parse_toml(text, source=source), source=source, text=text))

@@ -16,24 +16,20 @@ import json
 import os
 import re
 import shutil
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from distill_gui.errors import DistillError, ExportInputError
+from distill_gui.config import read_toml
+from distill_gui.errors import ConfigError, DistillError, ExportInputError
 from distill_gui.events import PhaseProgress
 from distill_gui.export import GGUF_TYPE_NAMES, build_modelfile, estimate_gguf_size, validate_ollama_name
 from distill_gui.export.names import default_model_name, gguf_file_name
 from distill_gui.export.pipeline import export_model
 from distill_gui.paths import user_data_dir
+from distill_gui.runfolder import RunFolder
 from distill_gui.workflows.publish import register_export
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 ProgressCallback = Callable[[PhaseProgress], None]
 
@@ -175,8 +171,8 @@ def _run_export_settings(run_dir: Path | None) -> dict[str, Any]:
 def _run_config(run_dir: Path) -> dict[str, Any]:
     """The run's config.toml as a dict; empty when missing or unreadable."""
     try:
-        return tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_toml(RunFolder(run_dir).config)[0]
+    except ConfigError:
         return {}
 
 

@@ -78,11 +78,6 @@ def apply_preset(cfg: RunConfig, name: str) -> list[str]:
 def matching_preset(cfg: RunConfig) -> str | None:
     """The name of the preset whose every value ``cfg`` has, else None ("Custom")."""
     for preset in PRESETS:
-        if all(_get(cfg, key) == value for key, value in preset.values.items()):
+        if all(cfg.get(key) == value for key, value in preset.values.items()):
             return preset.name
     return None
-
-
-def _get(cfg: RunConfig, dotted_key: str) -> Any:
-    section, _, key = dotted_key.rpartition(".")
-    return getattr(getattr(cfg, section) if section else cfg, key)

@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import math
 import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from distill_gui import runfolder
+from distill_gui.config import read_toml
+from distill_gui.errors import ConfigError
 from distill_gui.paths import read_jsonl_objects
 from distill_gui.runfolder import RunFolder, has_final_model
 
@@ -110,8 +106,8 @@ def read_run(path: Path, *, active: str | None = None) -> RunSummary | None:
     if not config_file.is_file():
         return None
     try:
-        config = tomllib.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = read_toml(config_file)[0]
+    except ConfigError:
         config = {}
     summary = RunSummary(path=path, name=path.name, status="not started", config=config)
     summary.teacher = str(config.get("teacher", {}).get("model", ""))

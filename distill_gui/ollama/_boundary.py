@@ -1,7 +1,8 @@
 """The one place where failures from httpx, the ``ollama`` package and the server become OllamaErrors.
 
 Every request and every stream of :class:`~distill_gui.ollama.client.OllamaClient` runs inside
-:func:`translate` (streams call :func:`convert`, its core, directly). Which raw exception means what (ollama.md section 7):
+:func:`translate` (streams call :func:`convert`, its core, directly). Which raw exception means what
+(docs/ollama.md):
 
 - ``httpx.ConnectError`` (streams) or the builtin ``ConnectionError`` (the ``ollama`` package's
   non-streaming calls): nothing listens -> :class:`OllamaUnavailable`.

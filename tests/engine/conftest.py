@@ -53,7 +53,8 @@ def toy(tmp_path_factory) -> Toy:
         model.save_pretrained(str(root / name))
         save_tokenizer(tokenizer, root / name)
     corpus = write_text_rows(root / "corpus.jsonl", toy_rows(1200, seed=2))
-    config = write_config(root / "teacher.toml", teacher_dir="", student_dir=str(root / "teacher-init"), data_file=str(corpus),
+    config = write_config(root / "teacher.toml", teacher_dir="", student_dir=str(root / "teacher-init"),
+                          data_file=str(corpus),
                           output_dir=str(root / "runs"), name="teacher",
                           distill={"loss": "ce"},
                           data={"eval_fraction": 0.0},

@@ -26,7 +26,8 @@ class _LargestTensor(TorchDispatchMode):
         return out
 
 
-CASES = [(loss, "full") for loss in LOSSES] + [(loss, mode) for loss in ("forward_kl", "jsd") for mode in ("renorm", "tail")]
+CASES = [(loss, "full") for loss in LOSSES] + [(loss, mode) for loss in ("forward_kl", "jsd")
+                                               for mode in ("renorm", "tail")]
 
 
 @pytest.mark.parametrize(("loss", "case"), CASES)

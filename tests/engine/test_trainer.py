@@ -29,7 +29,8 @@ from .helpers import load_weights, toy_rows, write_config, write_jsonl
 
 
 def _config(tmp_path, toy, name="run", **sections):
-    return load_config(write_config(tmp_path / f"{name}.toml", teacher_dir=str(toy.teacher), student_dir=str(toy.student),
+    return load_config(write_config(tmp_path / f"{name}.toml", teacher_dir=str(toy.teacher),
+                                    student_dir=str(toy.student),
                                     data_file=str(toy.train_file), output_dir=str(tmp_path / "runs"), name=name,
                                     **sections))
 

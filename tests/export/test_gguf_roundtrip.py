@@ -55,7 +55,8 @@ def test_llama_export_without_qk_permutation_is_detected(model_factory, sample_i
     assert _max_rel_diff(model, GGUFModel(out), sample_ids["llama"]) > 0.05
 
 
-@pytest.mark.parametrize("rope_scaling,arch", [(LLAMA31_ROPE, "llama"), ({"rope_type": "linear", "factor": 2.0}, "qwen2")])
+@pytest.mark.parametrize("rope_scaling,arch", [(LLAMA31_ROPE, "llama"),
+                                               ({"rope_type": "linear", "factor": 2.0}, "qwen2")])
 def test_rope_scaling_round_trips(rope_scaling, arch, model_factory, sample_ids, tmp_path):
     folder, model, _ = model_factory(arch, False, rope_scaling=rope_scaling)
     out = tmp_path / "scaled.gguf"

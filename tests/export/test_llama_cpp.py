@@ -3,7 +3,8 @@
 Needs the ``llama_cpp`` package (llama-cpp-python, compiled locally); skipped where it is missing.
 It is not a dependency of the app. To run it:
 
-    CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" python -m venv /tmp/llvenv && /tmp/llvenv/bin/pip install llama-cpp-python
+    python -m venv /tmp/llvenv
+    CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_CURL=OFF" /tmp/llvenv/bin/pip install llama-cpp-python
     PYTHONPATH=/tmp/llvenv/lib/python3.11/site-packages python -m pytest tests/export/test_llama_cpp.py
 """
 

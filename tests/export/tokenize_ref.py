@@ -24,7 +24,7 @@ CONTROL, USER_DEFINED, BYTE = 3, 4, 6
 
 def _byte_alphabet() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     mapping, extra = {}, 0
     for b in range(256):
         if b in keep:

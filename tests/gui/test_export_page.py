@@ -158,7 +158,7 @@ def test_register_failures_say_what_went_wrong(qtbot, page, tiny_pair, ollama_se
     qtbot.mouseClick(page.register_button, Qt.MouseButton.LeftButton)
     wait_done(qtbot, page)
     assert f"Ollama is not running at {url}" in page.result_text.text()
-    assert (tmp_path / "out" / f"{default_model_name(tiny_pair[1])}-v1.gguf").is_file()              # the exported files are kept
+    assert (tmp_path / "out" / f"{default_model_name(tiny_pair[1])}-v1.gguf").is_file()   # the exported files are kept
 
 
 def test_a_registered_student_goes_to_the_chat_page(qtbot, window, ollama_server):

@@ -261,7 +261,8 @@ def _convert_safetensors(server: OllamaTestServer, files: dict[str, str]):
             f"{family}.context_length": context, f"{family}.embedding_length": int(config.get("hidden_size") or 0)}
     meta = dict(family=family, format="gguf", parameter_size=human_number(parameters), quantization_level="F16",
                 context_length=context, embedding_length=int(config.get("hidden_size") or 0), size=parameters * 2,
-                model_info=info, tensors=[], digest=hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest())
+                model_info=info, tensors=[],
+                digest=hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest())
     return meta, chat_template
 
 

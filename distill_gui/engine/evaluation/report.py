@@ -2,16 +2,18 @@
 
 :func:`evaluate_run` measures, on the run's held-out rows (the same split training used), every model
 of the run - the teacher, the student before distillation (its starting folder), the student after
-(``final/``) and, when there is one, the CE control - with :mod:`engine.evaluate`: perplexity,
+(``final/``) and, when there is one, the CE control - with ``engine/evaluation/evaluate.py``: perplexity,
 agreement and KL against the teacher, greedy samples, parameters, file sizes and generation speed.
 The numbers in the report come from this evaluation, never from the training logs (only the curves
 over time are read from ``metrics.jsonl``).
 
 The optional CE control (the same config with ``loss = "ce"`` for the same number of steps, in
-``<run>/control-ce/``, :func:`control_config`) is trained by ``workflows/control.py``; a finished one that
-matches the run is shown, so the report says what distillation added over plain fine-tuning. :func:`write_report` writes ``report.json`` (the numbers), the PNGs and ``report.md``
-last, each under a temporary name first. The trainer calls :func:`report_after_training` at the end
-of a run (``train.report``); ``distill-gui eval RUN --report`` and the Runs page call :func:`report_run`.
+``<run>/control-ce/``, :func:`control_config`) is trained by ``workflows/control.py``; a finished one
+that matches the run is shown, so the report says what distillation added over plain fine-tuning.
+:func:`write_report` writes ``report.json`` (the numbers), the PNGs and ``report.md`` last, each under
+a temporary name first. The trainer calls :func:`report_after_training` at the end of a run
+(``train.report``); ``distill-gui eval RUN --report`` and the Runs page call :func:`report_run` (through
+``workflows/control.py``, which trains the control first when asked).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from distill_gui import runfolder
-from distill_gui.config import RunConfig, load_config
+from distill_gui.config import RunConfig, load_config, ollama_model
 from distill_gui.engine.data import Example, Row, read_data, read_rows
 from distill_gui.engine.evaluation import report_plots as plots
 from distill_gui.engine.evaluation.evaluate import (
@@ -162,7 +164,7 @@ def _teacher(cfg: RunConfig, loaded, choice, notes: list[str], on_event: EventCa
     ref = cfg.teacher.model
     if not ref:
         return None, None
-    if ref.startswith("ollama:"):
+    if ollama_model(ref) is not None:
         notes.append(f"The teacher {ref} is an Ollama model (black box): no perplexity, agreement or KL against it.")
         return None, None
     folder = M.resolve_model(ref, trust_remote_code=cfg.teacher.trust_remote_code, on_event=on_event,
@@ -282,7 +284,7 @@ def report_after_training(run_dir: Path, cfg: RunConfig, *, teacher, examples: S
                                  "training rows and flatter the students."]
     if teacher is None and cfg.teacher.model:
         # The run kept the teacher off the device (answers or a top-k cache, or loss = "ce"): so does its report.
-        why = "an Ollama teacher" if cfg.teacher.model.startswith("ollama:") else \
+        why = "an Ollama teacher" if ollama_model(cfg.teacher.model) is not None else \
             "loss = ce" if cfg.distill.loss == "ce" else "it ran only before training, for its answers or its cache"
         notes.append(f"The teacher was not loaded during training ({why}), so this report has no numbers against it. "
                      f"`distill-gui eval {run_dir} --report` measures them with the teacher loaded.")

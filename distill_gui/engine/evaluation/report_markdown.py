@@ -13,6 +13,7 @@ from typing import Sequence
 
 from distill_gui.engine.evaluation.report_plots import AGREEMENT_PNG, BEFORE_AFTER_PNG, LOSS_PNG
 from distill_gui.engine.evaluation.results import ModelResult, RunEvaluation
+from distill_gui.formatting import human_bytes, human_count
 
 PLOT_TITLES = {LOSS_PNG: "Loss over the run", AGREEMENT_PNG: "Agreement with the teacher over the run",
                BEFORE_AFTER_PNG: "Before and after"}
@@ -45,7 +46,7 @@ def _table(ev: "RunEvaluation") -> str:
              "", "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for m in ev.models:
         s = m.scores
-        cells = [m.label, _count(m.parameters), _bytes(m.weights_bytes), _bytes(m.gguf_bytes),
+        cells = [m.label, human_count(m.parameters), human_bytes(m.weights_bytes), human_bytes(m.gguf_bytes),
                  _num(s.perplexity if s else None), _pct(s.agreement if s else None),
                  _num(s.kl if s else None, 3), _num(m.tokens_per_s, 0)]
         cells += [_pct(ev.extra[name].get(m.role)) for name in extra]
@@ -137,13 +138,3 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 def _pct(value: float | None) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{100 * value:.1f} %"
-
-
-def _count(n: int) -> str:
-    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
-
-
-def _bytes(n: int | None) -> str:
-    if not n:
-        return "—"
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"

@@ -198,7 +198,8 @@ def _teacher_source(spec: LossSpec, rows: torch.Tensor, vocab: int, acc: torch.d
         buf = ws.get("t", end - start, vocab, acc, rows.device)
         with torch.no_grad():  # projected where the teacher lives, then moved to the student
             x = teacher.index_select(0, rows[start:end].to(teacher.device))
-            t = project(x, head, vocab, acc, out=buf) if x.device == buf.device else buf.copy_(project(x, head, vocab, acc))
+            same_device = x.device == buf.device
+            t = project(x, head, vocab, acc, out=buf) if same_device else buf.copy_(project(x, head, vocab, acc))
         if not k:
             return K.TeacherLogits(t)
         return K.teacher_buckets_from_logits(t, k, mode, T)
@@ -211,7 +212,8 @@ def _cached_topk_source(spec: LossSpec, rows: torch.Tensor, vocab: int, acc: tor
     """Chunks of cached teacher top-k (ids, log-probabilities at T = 1), checked once."""
     ids, logprobs = topk
     if ids.shape != logprobs.shape or ids.dim() != 2:
-        raise ValueError(f"teacher_topk ids {tuple(ids.shape)} and logprobs {tuple(logprobs.shape)} must both be (N, k)")
+        raise ValueError(f"teacher_topk ids {tuple(ids.shape)} and logprobs {tuple(logprobs.shape)} must both be (N, "
+                         "k)")
     ids = ids.to(device=rows.device, dtype=torch.long).index_select(0, rows)
     logprobs = logprobs.to(rows.device).index_select(0, rows)
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):

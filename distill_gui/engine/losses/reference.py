@@ -65,7 +65,8 @@ def _student_buckets(q: torch.Tensor, mask: torch.Tensor, ids_order: torch.Tenso
 def _buckets_live(p_full: torch.Tensor, t: torch.Tensor, k: int, mode: str):
     """Teacher buckets from live logits: (mask (n, V), ids (n, k), probabilities over buckets)."""
     mask = _topk_mask(t, k)
-    ids = torch.stack([row.nonzero().squeeze(1) for row in mask]) if len(mask) else torch.zeros((0, k), dtype=torch.long)
+    ids = torch.stack([row.nonzero().squeeze(1) for row in mask]) if len(mask) \
+        else torch.zeros((0, k), dtype=torch.long)
     top = torch.gather(p_full, 1, ids)
     if mode == "renorm":
         return mask, ids, top / top.sum(dim=1, keepdim=True)

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill_gui.config import ollama_model
 from distill_gui.errors import DistillError, ModelError
 from distill_gui.events import EventCallback, PhaseProgress, ignore_events
+from distill_gui.formatting import human_count
 
 # Files needed to know and run a model, besides weights. Tokenizers come in several formats.
 CONFIG_PATTERNS = ["config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -64,7 +66,7 @@ class ModelInfo:
 
     def summary(self) -> str:
         """One line for the GUI: architecture, size, layers, vocabulary, chat template."""
-        size = f"{self.parameters / 1e9:.2f}B" if self.parameters >= 1e9 else f"{self.parameters / 1e6:.1f}M"
+        size = human_count(self.parameters)
         vocab = self.tokenizer_vocab if self.tokenizer_vocab is not None else "?"
         return (f"{self.architecture}: {size} parameters{'' if self.parameters_exact else ' (estimated)'}, "
                 f"{self.layers} layers x {self.hidden_size}, vocabulary {vocab} "
@@ -125,7 +127,7 @@ def resolve_model(ref: str, *, weights: bool = True, trust_remote_code: bool = F
     """
     if not ref:
         raise ModelError(f"No {role} model given. Set [{role}] model to a hub id or a local folder.")
-    if ref.startswith("ollama:"):
+    if ollama_model(ref) is not None:
         raise ModelError(f"{role} '{ref}' is an Ollama model: it has no Hugging Face files to inspect or load here.")
     if is_local_ref(ref):
         return _check_local_folder(Path(ref).expanduser(), ref, role)

@@ -35,7 +35,6 @@ from distill_gui.errors import DataError, ModelError
 from distill_gui.events import Control, EventCallback, LogMessage, PhaseProgress, PhaseStopped, Throttle, ignore_events
 from distill_gui.paths import write_text_atomic
 
-OLLAMA_PREFIX = "ollama:"
 #: A prompt counts as shortened when Ollama evaluated fewer than this share of the estimated tokens...
 TRUNCATION_RATIO = 0.75
 #: ...and the estimate reaches this share of the window (a short prompt is never cut).
@@ -129,10 +128,6 @@ class AnswerSet:
 
 
 # ---- prompts --------------------------------------------------------------------------------------
-
-
-def is_ollama(ref: str) -> bool:
-    return ref.startswith(OLLAMA_PREFIX)
 
 
 def read_prompts(path: str | Path, *, role: str = "train") -> list[Prompt]:

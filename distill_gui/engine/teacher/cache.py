@@ -44,6 +44,7 @@ import numpy as np
 from distill_gui.engine.data import IGNORE, Example
 from distill_gui.errors import TrainingError
 from distill_gui.events import Control, EventCallback, LogMessage, PhaseProgress, PhaseStopped, Throttle, ignore_events
+from distill_gui.formatting import human_bytes
 from distill_gui.paths import write_text_atomic
 
 FORMAT = 1
@@ -194,7 +195,7 @@ def open_or_build(folder: str | os.PathLike, examples: Sequence[Example], key: C
             cache = TeacherCache(folder)
             if cache.n_examples == len(examples):
                 on_event(LogMessage(f"Using the teacher cache in {folder} ({cache.n_rows:,} positions, "
-                                    f"{cache.nbytes() / 1e6:.1f} MB)."))
+                                    f"{human_bytes(cache.nbytes())})."))
                 return cache
             stale = ["number of examples"]
         on_event(LogMessage(f"The teacher cache in {folder} was made for another {', '.join(stale)}: "

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from distill_gui import runfolder
-from distill_gui.config import RunConfig
+from distill_gui.config import RunConfig, ollama_model
 from distill_gui.engine import models as M
 from distill_gui.engine.data import Datasets
 from distill_gui.engine.teacher.answers import (
@@ -36,7 +36,6 @@ from distill_gui.engine.teacher.answers import (
     OllamaTeacher,
     Prompt,
     generate_answers,
-    is_ollama,
     split_prompts,
     summarize,
 )
@@ -68,28 +67,28 @@ class TeacherCaches:
 def check_config(cfg: RunConfig) -> None:
     """Reject teacher settings that cannot work together (before anything is written)."""
     teacher, distill = cfg.teacher, cfg.distill
-    if is_ollama(teacher.model) and distill.loss != "ce" and teacher.top_logprobs == 0:
+    if ollama_model(teacher.model) is not None and distill.loss != "ce" and teacher.top_logprobs == 0:
         raise ConfigError(f"[teacher] model = '{teacher.model}' gives answers, plus log-probabilities only when "
                           f"asked: loss = '{distill.loss}' needs teacher.top_logprobs >= 1 (soft targets when "
                           f"its tokens line up with the student's), or set distill.loss = 'ce' to learn the "
                           f"answers only.")
-    limit = teacher.top_logprobs if is_ollama(teacher.model) else teacher.cache_top_k
+    limit = teacher.top_logprobs if ollama_model(teacher.model) is not None else teacher.cache_top_k
     if distill.loss != "ce" and limit and distill.top_k > limit:
-        key = "teacher.top_logprobs" if is_ollama(teacher.model) else "teacher.cache_top_k"
+        key = "teacher.top_logprobs" if ollama_model(teacher.model) is not None else "teacher.cache_top_k"
         raise ConfigError(f"distill.top_k = {distill.top_k} is more than the teacher's cached entries "
                           f"({key} = {limit}). Lower distill.top_k, or raise {key}.")
 
 
 def writes_answers(cfg: RunConfig) -> bool:
     """Whether the teacher writes the training answers first (always for an Ollama teacher)."""
-    return is_ollama(cfg.teacher.model) or bool(cfg.teacher.generate)
+    return ollama_model(cfg.teacher.model) is not None or bool(cfg.teacher.generate)
 
 
 def uses_cache(cfg: RunConfig) -> bool:
     """Whether training reads the teacher's top-k from a cache instead of running it."""
     if cfg.distill.loss == "ce":
         return False
-    return is_ollama(cfg.teacher.model) or cfg.teacher.cache_top_k > 0
+    return ollama_model(cfg.teacher.model) is not None or cfg.teacher.cache_top_k > 0
 
 
 def read_prompts(cfg: RunConfig) -> tuple[list[Prompt], list[Prompt]]:
@@ -110,16 +109,16 @@ def answer_prompts(cfg: RunConfig, prompts: tuple[list[Prompt], list[Prompt]], r
         ModelError, OllamaError: the teacher cannot be reached or loaded.
     """
     settings = GenerationSettings.from_config(cfg.teacher)
-    wanted_logprobs = is_ollama(cfg.teacher.model) and cfg.distill.loss != "ce"
+    wanted_logprobs = ollama_model(cfg.teacher.model) is not None and cfg.distill.loss != "ce"
     if not wanted_logprobs:
         settings = dataclasses.replace(settings, top_logprobs=0)
     answers = AnswerFile(run_dir / runfolder.TEACHER_ANSWERS)
     everything = prompts[0] + prompts[1]
-    if is_ollama(cfg.teacher.model):
+    if ollama_model(cfg.teacher.model) is not None:
         from distill_gui.engine.teacher.targets import AnswerAligner
 
         aligner = AnswerAligner(_student_tokenizer(cfg), k=settings.top_logprobs, loss_on=cfg.data.loss_on)
-        teacher = OllamaTeacher(cfg.teacher.model[len("ollama:"):], settings, estimate=aligner.estimate)
+        teacher = OllamaTeacher(ollama_model(cfg.teacher.model), settings, estimate=aligner.estimate)
         batch, workers, lines_up = 1, settings.parallel, aligner.lines_up
     else:
         teacher = HFTeacher(cfg.teacher.model, settings, dtype=teacher_dtype, device=device,
@@ -169,7 +168,7 @@ def prepare_cache(cfg: RunConfig, run_dir: Path, *, tokenizer, datasets: Dataset
     folder = run_dir / runfolder.TEACHER_CACHE
     splits = [("train", datasets.train), ("eval", datasets.eval)]
     common = dict(on_event=on_event, control=control)
-    if is_ollama(cfg.teacher.model):
+    if ollama_model(cfg.teacher.model) is not None:
         if answers is None or not answers.with_logprobs:
             return None
         return _answer_caches(cfg, folder, splits, tokenizer, answers, common)

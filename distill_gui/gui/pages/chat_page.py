@@ -43,6 +43,7 @@ from distill_gui.chatlog import (
     record_vote,
     save_conversation,
 )
+from distill_gui.config import ollama_model
 from distill_gui.errors import DistillError
 from distill_gui.gui.config_store import ConfigStore
 from distill_gui.gui.crash import ErrorInfo, show_error
@@ -219,8 +220,9 @@ class ChatPage(QWidget):
         """A: the teacher when it is an Ollama model; B: the newest registered student (else the newest model)."""
         installed = {canonical_model(n): n for n in names}
         teacher = ""
-        if self.store is not None and self.store.config.teacher.model.startswith("ollama:"):
-            teacher = installed.get(canonical_model(self.store.config.teacher.model[len("ollama:"):]), "")
+        teacher_name = ollama_model(self.store.config.teacher.model) if self.store is not None else None
+        if teacher_name is not None:
+            teacher = installed.get(canonical_model(teacher_name), "")
         student = newest_registered(names) or ""
         others = [n for n in names if n not in (teacher, student)]
         student = student or next(iter(others), "")

@@ -492,7 +492,8 @@ class ExportPage(QWidget):
 
     # ---- export and register -------------------------------------------------------------------------
     def _export_key(self) -> tuple[Any, ...]:
-        return (str(self.source.model_dir) if self.source else "", self.gguf_type(), self.name(), str(self.out_folder()))
+        source = str(self.source.model_dir) if self.source else ""
+        return (source, self.gguf_type(), self.name(), str(self.out_folder()))
 
     def _busy(self) -> bool:
         return self.runner.busy("export") or self.runner.busy("register")

@@ -7,6 +7,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QGridLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
+from distill_gui.config import ollama_model
 from distill_gui.formatting import human_count
 from distill_gui.gui import tasks, theme
 from distill_gui.gui.config_store import ConfigStore
@@ -152,7 +153,7 @@ class ModelsPage(QWidget):
         if teacher is None or student is None:
             self.runner.cancel("verdict")
             self.pair.show_verdict(None)
-            if self.store.config.teacher.model.startswith("ollama:"):
+            if ollama_model(self.store.config.teacher.model) is not None:
                 self.pair.show_black_box()
             return
         cfg = self.store.config

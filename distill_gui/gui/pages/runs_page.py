@@ -185,7 +185,8 @@ class RunsPage(QWidget):
                 item.setToolTip("Training loss over the run")
             if col == 1:
                 colors = theme.current_colors()
-                color = {"ok": colors.ok, "warn": colors.warn, "idle": colors.muted}[STATUS_BADGE.get(run.status, "idle")]
+                badge = STATUS_BADGE.get(run.status, "idle")
+                color = {"ok": colors.ok, "warn": colors.warn, "idle": colors.muted}[badge]
                 item.setForeground(QColor(color))
             self.table.setItem(row, col, item)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from distill_gui.config import config_from_dict, default_runs_dir, load_config, resolve_paths
+from distill_gui.config import config_from_dict, default_runs_dir, load_config, read_toml, resolve_paths
 from distill_gui.errors import ConfigError, DistillError
 from distill_gui.events import (
     CheckpointSaved,
@@ -52,11 +51,6 @@ from distill_gui.gui.widgets.log_view import LogView
 from distill_gui.gui.widgets.metric_plots import MetricPlots
 from distill_gui.gui.workers import TrainWorker
 from distill_gui.runfolder import RunFolder
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SECTIONS = (
     ("Run", ["name", "output_dir"]),
@@ -270,7 +264,7 @@ class TrainPage(QWidget):
             return
         trial = self.store.snapshot()
         apply_preset(trial, name)
-        self.store.set_many({key: _get(trial, key) for key in next(p for p in PRESETS if p.name == name).values})
+        self.store.set_many({key: trial.get(key) for key in next(p for p in PRESETS if p.name == name).values})
         self.log.append(f"Preset '{name}' applied.")
 
     # ---- config files -----------------------------------------------------------------------------
@@ -284,15 +278,9 @@ class TrainPage(QWidget):
         """Load a TOML config into the form (keys and values checked; models and data may be unset)."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-            cfg = config_from_dict(tomllib.loads(text), source=str(path), text=text)
+            data, text = read_toml(path)
+            cfg = config_from_dict(data, source=str(path), text=text)
             resolve_paths(cfg, base_dir=path.parent)
-        except tomllib.TOMLDecodeError as exc:
-            show_error(self, ErrorInfo(f"{path}: invalid TOML: {exc}.", title="Config problem", user_error=True))
-            return False
-        except (OSError, UnicodeDecodeError) as exc:
-            show_error(self, ErrorInfo(f"Cannot read {path}: {exc}.", title="Config problem", user_error=True))
-            return False
         except ConfigError as exc:
             show_error(self, ErrorInfo.from_exception(exc))
             return False
@@ -610,8 +598,3 @@ def _free_name(run_dir: Path) -> str:
     while RunFolder(run_dir.with_name(f"{base}-{number}")).holds_run():
         number += 1
     return f"{base}-{number}"
-
-
-def _get(cfg, key: str) -> Any:
-    section, _, name = key.rpartition(".")
-    return getattr(getattr(cfg, section) if section else cfg, name)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from distill_gui.config import ollama_model
 from distill_gui.errors import ConfigError
 from distill_gui.formatting import human_bytes, human_count
 from distill_gui.gui import tasks, theme
@@ -134,7 +135,7 @@ class ModelPicker(QGroupBox):
             self.ref.setEditText(ref)
         if not derived and key in ("", model_key) and ref and ref != self._checked_ref:
             self._forget_info()
-            if Path(ref).expanduser().is_dir() or ref.startswith("ollama:"):
+            if Path(ref).expanduser().is_dir() or ollama_model(ref) is not None:
                 self.check_now()
 
     def _ref_edited(self) -> None:
@@ -207,7 +208,7 @@ class ModelPicker(QGroupBox):
         if not ref or ref == "teacher":
             return
         self._checked_ref = ref
-        if ref.startswith("ollama:"):  # served by Ollama: nothing local to inspect
+        if ollama_model(ref) is not None:  # served by Ollama: nothing local to inspect
             from distill_gui.gui.widgets.ollama_teachers import describe_ollama_teacher
 
             theme.set_badge(self.status, "ok", "Ollama teacher")

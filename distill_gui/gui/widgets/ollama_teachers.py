@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from distill_gui.config import ollama_model, ollama_ref
 from distill_gui.formatting import human_bytes
 from distill_gui.gui import theme
 from distill_gui.gui.config_store import ConfigStore
@@ -33,7 +34,6 @@ from distill_gui.gui.crash import ErrorInfo
 from distill_gui.gui.widgets.config_form import BoundField
 from distill_gui.gui.workers import TaskRunner
 
-OLLAMA_PREFIX = "ollama:"
 GENERATION_KEYS = (("teacher.top_logprobs", "Log-probabilities (0-20)"),
                    ("teacher.gen_temperature", "Answer temperature"), ("teacher.gen_max_tokens", "Max answer tokens"),
                    ("teacher.gen_num_ctx", "Context window (num_ctx)"), ("teacher.gen_parallel", "Prompts at once"),
@@ -136,11 +136,11 @@ class OllamaTeacherBox(QGroupBox):
     def use_selected(self) -> None:
         item = self.models.currentItem()
         if item is not None:
-            self.store.set("teacher.model", OLLAMA_PREFIX + item.data(Qt.ItemDataRole.UserRole))
+            self.store.set("teacher.model", ollama_ref(item.data(Qt.ItemDataRole.UserRole)))
 
     def _current_name(self) -> str:
         ref = self.store.get("teacher.model")
-        return ref[len(OLLAMA_PREFIX):] if ref.startswith(OLLAMA_PREFIX) else ""
+        return ollama_model(ref) or ""
 
     def _config_changed(self, key: str) -> None:
         if key in ("", "teacher.model"):
@@ -153,7 +153,7 @@ class OllamaTeacherBox(QGroupBox):
 
     def _update_buttons(self) -> None:
         item = self.models.currentItem()
-        chosen = item is not None and OLLAMA_PREFIX + item.data(Qt.ItemDataRole.UserRole) == \
+        chosen = item is not None and ollama_ref(item.data(Qt.ItemDataRole.UserRole)) == \
             self.store.get("teacher.model")
         self.use_button.setEnabled(item is not None and not chosen)
         self.use_button.setText("Teacher ✓" if chosen else "Use as teacher")
@@ -182,7 +182,7 @@ class TeacherCacheBox(QGroupBox):
 
     def _config_changed(self, key: str) -> None:
         if key in ("", "teacher.model"):
-            hf_teacher = not self.store.get("teacher.model").startswith(OLLAMA_PREFIX)
+            hf_teacher = ollama_model(self.store.get("teacher.model")) is None
             for bound in self.fields.values():
                 bound.editor.setEnabled(hf_teacher)
 
