@@ -132,8 +132,8 @@ def test_progress_bar_redraws_in_place_on_a_terminal():
     import io
 
     from distill_gui.commands.train import ProgressPrinter
-    from distill_gui.formatting import human_duration
     from distill_gui.events import EvalMetrics, StepMetrics
+    from distill_gui.formatting import human_duration
 
     class Terminal(io.StringIO):
         def isatty(self):

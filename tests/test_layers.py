@@ -1,13 +1,17 @@
-"""The Qt-free layers never import PySide6, directly or through anything they import."""
+"""The layers: the Qt-free ones never import PySide6 (directly or through anything they import), and no
+module of the package takes part in an import cycle."""
 
 from __future__ import annotations
 
+import ast
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 QT_FREE = ["distill_gui.config", "distill_gui.errors", "distill_gui.paths", "distill_gui.cli",
-           "distill_gui.engine", "distill_gui.export", "distill_gui.ollama", "distill_gui.commands",
+           "distill_gui.events", "distill_gui.runfolder", "distill_gui.formatting", "distill_gui.engine",
+           "distill_gui.export", "distill_gui.ollama", "distill_gui.workflows", "distill_gui.commands",
            "distill_gui.chatlog"]
 
 
@@ -41,3 +45,95 @@ def test_the_check_detects_a_qt_import(tmp_path):
     code = "import PySide6.QtCore, sys; print(any(m.startswith('PySide6') for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "True"
+
+
+# ---- import cycles -------------------------------------------------------------------------------------------
+
+PACKAGE = Path(__file__).resolve().parents[1] / "distill_gui"
+
+
+def import_graph(package: Path) -> dict[str, set[str]]:
+    """Module -> modules of the package it imports: every import statement, also inside functions and under
+    TYPE_CHECKING (a cycle there is still a tangle to read). A package's ``__init__`` re-exporting its own
+    children is not counted as their import of it."""
+    top = package.name
+    files = {_module_name(path, package): path for path in package.rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        base = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for target in _targets(node, base):
+                while target and target not in files:
+                    target = target.rpartition(".")[0]
+                if target and target != name and target.startswith(top) and not name.startswith(target + "."):
+                    found.add(target)
+        graph[name] = found
+    return graph
+
+
+def _module_name(path: Path, package: Path) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _targets(node: ast.AST, base: str) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom):
+        module = node.module or ""
+        if node.level:
+            parts = base.split(".")
+            parts = parts[:len(parts) - node.level + 1]
+            module = ".".join(parts + ([module] if module else []))
+        return [module] + [f"{module}.{alias.name}" for alias in node.names]
+    return []
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_anywhere_in_the_package():
+    graph = import_graph(PACKAGE)
+    assert len(graph) > 100 and sum(len(v) for v in graph.values()) > 200
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle_inside_a_function(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "a.py").write_text("from pkg.sub import b\n")
+    (package / "sub" / "b.py").write_text("def f():\n    from ..a import thing\n")
+    (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\n")
+    assert cycles(import_graph(package)) == [["pkg.a", "pkg.sub.b"]]

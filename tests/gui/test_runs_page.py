@@ -98,3 +98,34 @@ def test_resume_from_the_runs_page_continues_an_interrupted_run(window, qtbot, e
     assert read_run(interrupted).status == "finished"
     row = [page.table.item(r, 0).text() for r in range(page.table.rowCount())].index("interrupted-run")
     assert page.table.item(row, 1).text() == "finished"
+
+
+def test_a_checkpoint_half_written_by_a_kill_is_never_offered_nor_resumed(window, qtbot, engine_runs, tmp_path):
+    """A kill while saving step 6 leaves its weights without the state files (or only a temp folder): the Runs
+    page, the Export page's choices and --resume all take the previous complete checkpoint, step 4."""
+    from distill_gui.runfolder import RunFolder
+
+    runs_dir = tmp_path / "runs"
+    _, _, interrupted = _runs_with_three_states(engine_runs, runs_dir)
+    checkpoints = interrupted / "checkpoints"
+    half = checkpoints / "step-6"
+    half.mkdir()
+    for weights in (checkpoints / "step-4").glob("*.safetensors"):
+        shutil.copy(weights, half / weights.name)                # weights written, state files never reached
+    shutil.copy(checkpoints / "step-4" / "config.json", half / "config.json")
+    (checkpoints / ".step-7.tmp").mkdir()                        # a save cut short before its rename
+
+    assert read_run(interrupted).checkpoints == [4]
+    assert RunFolder(interrupted).exportable() == ["step-4"]
+    window.store.set("output_dir", str(runs_dir))
+    window.show_page("Runs")
+    page = window.runs_page
+    page.select_run(interrupted)
+    shown = page.details.toPlainText()
+    assert "Checkpoints" in shown and "step 4" in shown and "step 6" not in shown
+    events = []
+    window.train_page.run_started.connect(lambda _d: window.train_page.worker.event.connect(events.append))
+    page.resume_button.click()
+    wait_until(qtbot, lambda: window.train_page.state == "idle", what="the resumed run to end")
+    assert next(e for e in events if isinstance(e, RunStarted)).start_step == 4
+    assert next(e for e in events if isinstance(e, Finished)).step == 8

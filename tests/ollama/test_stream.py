@@ -48,8 +48,9 @@ def test_ttft_is_measured_by_the_client_and_includes_a_cold_load(ollama_server, 
     cold = client.chat("slow", USER).collect()
     warm = client.chat("slow", USER).collect()
 
-    assert cold.ttft_s >= 0.15 and cold.load_s >= 0.15
-    assert warm.ttft_s < cold.ttft_s - 0.1 and warm.load_s < 0.05  # relative: robust on a busy machine
+    # Lower bounds only: the server sleeps that long before the first token (no upper wall-clock bound).
+    assert cold.load_s >= 0.15 and cold.ttft_s >= cold.load_s   # the client's TTFT includes the cold load
+    assert warm.load_s < cold.load_s                            # the second request found the model loaded
     assert cold.ttft_s <= cold.total_s and warm.ttft_s <= warm.total_s
 
 
@@ -214,10 +215,9 @@ def test_a_server_dying_mid_stream_is_a_stream_error(ollama_server, client):
 def test_a_timeout_is_an_ollama_timeout(ollama_server):
     ollama_server.add_model("stuck", load_delay=1.0)
     with OllamaClient(ollama_server.url, stream_timeout=0.2) as impatient:
-        started = time.perf_counter()
         with pytest.raises(OllamaTimeout) as caught:
             impatient.chat("stuck", USER).collect()
-    assert time.perf_counter() - started < 0.9
+    # The model answers only after 1.0 s: an OllamaTimeout proves the 0.2 s limit cut the wait short.
     assert "0.2 s" in str(caught.value) and "stuck" in str(caught.value)
 
 
