@@ -451,14 +451,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
-def field_help(section: str, key: str) -> str:
-    """The one-sentence help of a key (for tooltips and ``--help``)."""
-    if not section:
-        return TOP_LEVEL[key]
-    return next(f_.metadata["help"] for f_ in fields(SECTIONS[section]) if f_.name == key)
-
-
-def field_choices(section: str, key: str) -> tuple | None:
-    return next(f_.metadata["choices"] for f_ in fields(SECTIONS[section]) if f_.name == key)

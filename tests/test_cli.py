@@ -65,6 +65,7 @@ def test_train_prints_progress_and_a_summary(run_config, tmp_path, capsys):
     assert last.endswith(str(tmp_path / "runs" / "cli" / "final"))
 
 
+@pytest.mark.slow
 def test_second_start_of_the_same_run_needs_resume(run_config, capsys):
     config = run_config()
     assert main(["train", config]) == 0

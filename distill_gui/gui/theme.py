@@ -158,7 +158,6 @@ def style_sheet(c: ThemeColors) -> str:
         font-weight: 600;
     }}
     QPushButton#primary:disabled {{ background: {c.border}; color: {c.muted}; }}
-    QFrame#placeholderCard {{ border: 1px dashed {c.border}; border-radius: 10px; background: {c.surface}; }}
     """
 
 

@@ -319,10 +319,6 @@ class ChatStats:
         """Generation speed from the server's counters: eval_count / eval_duration."""
         return self.eval_count / self.eval_s if self.eval_s > 0 else None
 
-    @property
-    def prompt_tokens_per_s(self) -> float | None:
-        return self.prompt_tokens / self.prompt_eval_s if self.prompt_eval_s > 0 else None
-
 
 # ---------------------------------------------------------------------------------------------------
 # Registering a model

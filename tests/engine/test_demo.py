@@ -20,6 +20,7 @@ from distill_gui.workflows import demo
 from distill_gui.workflows import demo_corpus as C
 
 
+@pytest.mark.slow
 def test_small_demo_runs_end_to_end_and_the_kd_student_beats_the_ce_control(tmp_path, ollama_server, capsys):
     out = tmp_path / "demo"
     assert cli.main(["demo", "--small", "--out", str(out), "--ollama-host", ollama_server.url]) == 0

@@ -18,6 +18,7 @@ def student_ppl(toy):
     return heldout_perplexity(toy.student, toy.heldout[:50])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", LOSSES)
 def test_train_command_runs_each_loss_and_the_student_improves(loss, tmp_path, toy, student_ppl, capsys):
     config = write_config(tmp_path / "run.toml", teacher_dir=str(toy.teacher), student_dir=str(toy.student),

@@ -9,12 +9,15 @@ Measured on fresh texts: perplexity from each student's logits, and top-1 agreem
 
 from __future__ import annotations
 
+import pytest
+
 from distill_gui.config import load_config
 from distill_gui.engine.trainer import train
 
 from .helpers import heldout_perplexity, teacher_agreement, write_config
 
 
+@pytest.mark.slow
 def test_kd_student_beats_the_ce_student_at_equal_steps(tmp_path, toy):
     teacher_ppl = heldout_perplexity(toy.teacher, toy.heldout)
     assert teacher_ppl < toy.teacher_initial_ppl / 50  # the teacher really learned the language

@@ -97,6 +97,7 @@ def _run_check(device: str, **env: str) -> dict:
     return report
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAVE_LIGER, reason="liger-kernel (and triton) not installed")
 def test_liger_kernel_in_the_chunked_loss_matches_the_reference_on_cpu():
     report = _run_check("cpu", TRITON_INTERPRET="1", DISTILL_GUI_LIGER="on")

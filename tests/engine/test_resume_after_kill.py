@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from distill_gui.config import load_config
@@ -18,6 +19,7 @@ from .helpers import load_weights, write_config
 STEPS = 24
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(tmp_path, toy):
     config = write_config(tmp_path / "run.toml", teacher_dir=str(toy.teacher), student_dir=str(toy.student),
                           data_file=str(toy.train_file), output_dir=str(tmp_path / "runs"), name="killed",

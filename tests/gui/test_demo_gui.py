@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from distill_gui.workflows.demo import DemoSize
 
 from .conftest import error_dialogs, wait_until
@@ -19,6 +21,7 @@ def _demo_box(window, tmp_path):
     return box
 
 
+@pytest.mark.slow
 def test_try_the_demo_runs_it_in_a_worker_with_progress_and_shows_the_summary(window, qtbot, tmp_path):
     box = _demo_box(window, tmp_path)
     messages = []
