@@ -1,6 +1,6 @@
 """The one RunConfig used by the GUI, the CLI, run folders and tests.
 
-A RunConfig is a set of small dataclasses mirroring the TOML sections of design.md. Every field
+A RunConfig is a set of small dataclasses mirroring the TOML sections (README, docs/architecture.md). Every field
 carries a one-sentence ``help`` (the GUI's tooltips) and, where it has a fixed set of values,
 ``choices``. ``load_config`` reads TOML, applies ``--set section.key=value`` overrides, checks
 every key and value, and names the file, line and key in any error.

@@ -1,6 +1,6 @@
 """A loopback Ollama server for tests: a real socket, threads, chunked NDJSON streaming.
 
-It answers as ollama.md documents and Ollama's ``server/routes.go`` / ``create.go`` behave, so the
+It answers as docs/ollama.md documents and Ollama's ``server/routes.go`` / ``create.go`` behave, so the
 real ``ollama`` and httpx code runs end to end against it:
 
 - ``GET/HEAD /`` ("Ollama is running"), ``/api/version``, ``/api/tags``, ``POST /api/show``, ``GET /api/ps``
@@ -68,7 +68,7 @@ from typing import Any, Callable
 from tests.ollama.go_format import go_time, go_value, show_parameters  # noqa: F401 (re-exported)
 
 DEFAULT_REPLY = "Hello! I am a test model and I answer in a few short words."
-DEFAULT_VERSION = "0.32.15"  # the behaviour modelled is that of recent releases (ollama.md)
+DEFAULT_VERSION = "0.32.15"  # the behaviour modelled is that of recent releases (docs/ollama.md)
 ENDLESS_LIMIT = 200  # tokens an endless model produces when the request sets no num_predict
 
 # Go templates as Ollama stores them for two common families (used by auto-detection below).

@@ -1,6 +1,6 @@
 """Device, precision and memory: which accelerator to use, in which dtype, and how much memory there is.
 
-Rules (design.md, issue 2):
+Rules:
 
 - ``train.device = "auto"`` picks CUDA, then Apple MPS, then the CPU.
 - ``train.precision = "auto"``: bf16 autocast on CUDA GPUs that support it, else fp16 autocast with a

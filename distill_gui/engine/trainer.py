@@ -1,7 +1,7 @@
 """The training loop: distill a student from a teacher as a RunConfig says.
 
 ``train(cfg, on_event, control, resume)`` is the one entry point of the GUI's worker thread and of
-``distill-gui train``. It reads like a recipe (style.md): ``_Session.setup`` (run folder, device,
+``distill-gui train``. It reads like a recipe: ``_Session.setup`` (run folder, device,
 models, tokenizer check, data, optimizer, resume state) -> ``_Session.loop`` (optimizer steps;
 events out, Control in) -> ``_Session.finish`` (final eval, checkpoint, ``final/``).
 

@@ -1,6 +1,6 @@
 """Run folders as the Runs page lists them (Qt-free).
 
-A run folder (design.md) holds ``config.toml``, ``metrics.jsonl``, ``checkpoints/step-N/`` and, once
+A run folder (distill_gui/runfolder.py) holds ``config.toml``, ``metrics.jsonl``, ``checkpoints/step-N/`` and, once
 the run ended, ``final/``. Its status is read from what is there:
 
 - finished:    ``final/`` exists and the last logged step reached the run's total

@@ -1,7 +1,7 @@
 """The one client for a local Ollama server (Qt-free).
 
 Built on the official ``ollama`` package where it does the job (chat streams, ps, create, delete,
-copy) and on httpx directly where that package falls short (ollama.md section 7): it has no
+copy) and on httpx directly where that package falls short (docs/ollama.md): it has no
 version(), drops ``name``/``capabilities``/``context_length`` from list, ``system`` from show, and the
 ``bytes`` of logprobs. Every call runs through :func:`~distill_gui.ollama._boundary.translate`, so only
 :class:`~distill_gui.ollama.errors.OllamaError` subclasses come out.
@@ -184,7 +184,7 @@ class OllamaClient:
         """A short chat to check that a model loads and stops by itself.
 
         A healthy model ends with ``done_reason == "stop"``; ``"length"`` means it ran into
-        ``max_tokens`` - typically a wrong template or missing stop tokens (ollama.md section 8.1).
+        ``max_tokens`` - typically a wrong template or missing stop tokens (docs/ollama.md).
         """
         stream = self.chat(name, [{"role": "user", "content": prompt}], think=False,
                            options={"num_predict": max_tokens})

@@ -1,6 +1,6 @@
 """Register a model into Ollama from local files: blobs, create, read-back check.
 
-The flow (ollama.md section 2), what ``ollama create -f Modelfile`` does, minus the Modelfile:
+The flow (docs/ollama.md), what ``ollama create -f Modelfile`` does, minus the Modelfile:
 
 1. check the name and the file keys before anything is sent;
 2. sha256 each file, ``HEAD /api/blobs/<digest>``, and ``POST`` only the blobs the server lacks

@@ -1,6 +1,6 @@
 """Typed results of the Ollama client: plain frozen dataclasses, no pydantic, no raw dicts.
 
-Each ``from_json`` reads the server's JSON as documented (ollama.md sections 1, 5, 6) and tolerates
+Each ``from_json`` reads the server's JSON as documented (docs/ollama.md) and tolerates
 fields that older servers leave out (they become ``None`` or empty). Durations arrive in
 nanoseconds and are stored here in seconds.
 """

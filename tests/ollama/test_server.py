@@ -1,7 +1,7 @@
 """The test server itself answers as Ollama does, checked through the bare ``ollama`` package and httpx.
 
 Other engineers' tests (export, GUI) rely on this server; these tests pin its wire behaviour to
-ollama.md and Ollama's routes.go/create.go rather than to our client.
+docs/ollama.md and Ollama's routes.go/create.go rather than to our client.
 """
 
 from __future__ import annotations
