@@ -137,3 +137,31 @@ def test_the_cycle_check_finds_a_cycle_inside_a_function(tmp_path):
     (package / "sub" / "b.py").write_text("def f():\n    from ..a import thing\n")
     (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import a\n")
     assert cycles(import_graph(package)) == [["pkg.a", "pkg.sub.b"]]
+
+
+# Which packages each layer may import (besides itself and the shared modules at the top of the package).
+SHARED = {"distill_gui", "distill_gui.config", "distill_gui.errors", "distill_gui.events", "distill_gui.paths",
+          "distill_gui.settings", "distill_gui.runfolder", "distill_gui.formatting"}
+MAY_IMPORT = {
+    "distill_gui.engine": {"distill_gui.ollama"},   # the Ollama teacher asks the client for its answers
+    "distill_gui.export": set(),
+    "distill_gui.ollama": set(),
+    "distill_gui.chatlog": set(),
+    "distill_gui.workflows": {"distill_gui.engine", "distill_gui.export", "distill_gui.ollama"},
+}
+
+
+def _layer(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_imports_point_down_the_layers():
+    """export/ and ollama/ import no other layer, engine/ only the Ollama client; workflows/ those three."""
+    wrong = []
+    for module, targets in import_graph(PACKAGE).items():
+        layer = _layer(module)
+        if layer not in MAY_IMPORT:
+            continue
+        allowed = MAY_IMPORT[layer] | {layer}
+        wrong += [f"{module} -> {t}" for t in targets if t not in SHARED and _layer(t) not in allowed]
+    assert wrong == []

@@ -541,8 +541,6 @@ class _Session:
 
     def _save_final(self) -> Path:
         """final/: the student (LoRA merged) in its original dtype, with tokenizer and chat template."""
-        from distill_gui.workflows.tiny import save_tokenizer
-
         final = self.run_dir / runfolder.FINAL
         tmp = self.run_dir / f".{runfolder.FINAL}.tmp"
         self.emit(PhaseProgress("save", 0, 1, "", f"saving the student to {final}"))
@@ -551,7 +549,7 @@ class _Session:
             model = M.merged_for_saving(self.student)
             model.to(dtype=getattr(torch, self.final_dtype))
             model.save_pretrained(str(tmp))
-            save_tokenizer(self.tokenizer, tmp)
+            M.save_tokenizer(self.tokenizer, tmp)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

@@ -261,7 +261,8 @@ def write_corpus(folder: Path, spec: DemoSize, seed: int) -> dict[str, Path]:
 
 def build_teacher_init(folder: Path, spec: DemoSize, seed: int) -> Path:
     """An untrained teacher (Qwen2 architecture) with a BPE tokenizer trained on the demo's text."""
-    from distill_gui.workflows.tiny import make_tiny_model, save_tokenizer, train_bpe_tokenizer
+    from distill_gui.engine.models import save_tokenizer
+    from distill_gui.workflows.tiny import make_tiny_model, train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer(corpus.tokenizer_texts(seed), vocab_size=spec.vocab, style="qwen")
     model = make_tiny_model("qwen2", len(tokenizer), hidden=spec.hidden, layers=spec.teacher_layers, heads=4,
